@@ -1,0 +1,63 @@
+/* main.c: the test runner. See test.h. */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "test.h"
+
+#define MAX_TESTS 512
+static struct { const char *name; test_fn fn; } tests[MAX_TESTS];
+static int n_tests;
+static int current_failed;
+static char tmpdir[256];
+
+void test_register(const char *name, test_fn fn) {
+    if (n_tests < MAX_TESTS) tests[n_tests++] = (typeof(tests[0])){name, fn};
+}
+
+void test_fail_at(const char *file, int line, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "    FAIL %s:%d: ", file, line);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    current_failed = 1;
+}
+
+const char *test_tmpdir(void) {
+    if (!tmpdir[0]) {
+        snprintf(tmpdir, sizeof tmpdir, "/tmp/glow-test-XXXXXX");
+        if (!mkdtemp(tmpdir)) { perror("mkdtemp"); exit(1); }
+    }
+    return tmpdir;
+}
+
+static int by_name(const void *a, const void *b) {
+    return strcmp(((const typeof(tests[0]) *)a)->name, ((const typeof(tests[0]) *)b)->name);
+}
+
+int main(int argc, char **argv) {
+    int passed = 0, failed = 0;
+    qsort(tests, n_tests, sizeof tests[0], by_name);
+    printf("glow tests (%s precision)\n", IS_DOUBLE ? "double" : "float");
+    for (int i = 0; i < n_tests; i++) {
+        int selected = argc < 2;
+        for (int a = 1; a < argc; a++) selected |= strstr(tests[i].name, argv[a]) != NULL;
+        if (!selected) continue;
+        current_failed = 0;
+        printf("  %-40s ", tests[i].name);
+        fflush(stdout);
+        tests[i].fn();
+        printf("%s\n", current_failed ? "FAILED" : "ok");
+        fflush(stdout);
+        if (current_failed) failed++; else passed++;
+    }
+    if (tmpdir[0]) {
+        char cmd[300];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
+        if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
+    }
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
+}

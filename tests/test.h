@@ -1,0 +1,62 @@
+/* test.h: the one test runner's registry and checks.
+ *
+ * TEST(name) { ... } defines and registers a test. CHECK(cond, fmt, ...) fails the current
+ * test with a message and continues; REQUIRE(...) fails and returns from the test. The
+ * runner (tests/main.c) runs every test whose name contains a command-line argument (all
+ * if none), and ends with "N passed, N failed" and a non-zero exit on any failure.
+ * Tests are compiled against the float and the double library; IS_DOUBLE tells which. */
+#ifndef GLOW_TEST_H
+#define GLOW_TEST_H
+
+#include <math.h>
+#include <stdio.h>
+#include "glow.h"
+
+#define IS_DOUBLE (sizeof(glow_real) == sizeof(double))
+
+typedef void (*test_fn)(void);
+void test_register(const char *name, test_fn fn);
+void test_fail_at(const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* A fresh directory for this test's files (removed at the end of the run). */
+const char *test_tmpdir(void);
+
+#define TEST(name)                                                                   \
+    static void test_##name(void);                                                   \
+    __attribute__((constructor)) static void register_##name(void) {                 \
+        test_register(#name, test_##name);                                           \
+    }                                                                                \
+    static void test_##name(void)
+
+#define CHECK(cond, ...)                                                             \
+    do {                                                                             \
+        if (!(cond)) test_fail_at(__FILE__, __LINE__, __VA_ARGS__);                  \
+    } while (0)
+#define REQUIRE(cond, ...)                                                           \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
+            test_fail_at(__FILE__, __LINE__, __VA_ARGS__);                           \
+            return;                                                                  \
+        }                                                                            \
+    } while (0)
+/* Library call that must return GLOW_OK. */
+#define REQUIRE_OK(call)                                                             \
+    do {                                                                             \
+        int rc_ = (call);                                                            \
+        if (rc_ != GLOW_OK) {                                                        \
+            test_fail_at(__FILE__, __LINE__, "%s failed: %s", #call, glow_last_error()); \
+            return;                                                                  \
+        }                                                                            \
+    } while (0)
+
+/* Largest absolute difference of two arrays. */
+static inline double max_abs_diff(const glow_real *a, const glow_real *b, size_t n) {
+    double m = 0;
+    for (size_t i = 0; i < n; i++) {
+        double d = fabs((double)a[i] - (double)b[i]);
+        if (!(d <= m)) m = d; /* NaN wins */
+    }
+    return m;
+}
+
+#endif
