@@ -1,0 +1,189 @@
+/* coupling.c: the affine and additive coupling layers and their network.
+ *
+ * x1 = channels [0, c/2) pass through unchanged and condition h = NN(x1); x2 = [c/2, c) is
+ * shifted (additive: x2 + h) or shifted and scaled (affine: (x2 + h[0::2]) *
+ * sigmoid(h[1::2] + 2), log-det sum(log scale)). Shift and scale interleave in h, as in the
+ * original implementation. */
+#include <math.h>
+#include <string.h>
+#include "layers.h"
+
+int coupling_nn_out(glow_coupling kind, int c) { return kind == GLOW_AFFINE ? c : c / 2; }
+
+static inline double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
+/* log sigmoid(v) without overflow for large |v|. */
+static inline double log_sigmoid(double v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+
+void coupling_forward(real *y, double *logdet, const real *x, const real *h, glow_coupling kind,
+                      int batch, size_t hw, int c) {
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < batch; b++) {
+        double ld = 0;
+        for (size_t p = (size_t)b * hw; p < (size_t)(b + 1) * hw; p++) {
+            const real *xr = x + p * c, *hr = h + p * hc;
+            real *yr = y + p * c;
+            if (y != x) memcpy(yr, xr, sizeof(real) * half);
+            for (int j = 0; j < half; j++) {
+                if (kind == GLOW_ADDITIVE) {
+                    yr[half + j] = xr[half + j] + hr[j];
+                } else {
+                    double pre = (double)hr[2 * j + 1] + 2.0;
+                    yr[half + j] = (real)((xr[half + j] + hr[2 * j]) * sigmoid(pre));
+                    ld += log_sigmoid(pre);
+                }
+            }
+        }
+        if (logdet) logdet[b] += ld;
+    }
+}
+
+void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glow_coupling kind,
+                      int batch, size_t hw, int c) {
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < batch; b++) {
+        double ld = 0;
+        for (size_t p = (size_t)b * hw; p < (size_t)(b + 1) * hw; p++) {
+            const real *yr = y + p * c, *hr = h + p * hc;
+            real *xr = x + p * c;
+            if (y != x) memcpy(xr, yr, sizeof(real) * half);
+            for (int j = 0; j < half; j++) {
+                if (kind == GLOW_ADDITIVE) {
+                    xr[half + j] = yr[half + j] - hr[j];
+                } else {
+                    double pre = (double)hr[2 * j + 1] + 2.0;
+                    xr[half + j] = (real)(yr[half + j] / sigmoid(pre) - hr[2 * j]);
+                    ld += log_sigmoid(pre);
+                }
+            }
+        }
+        if (logdet) logdet[b] -= ld;
+    }
+}
+
+/* Affine: y2 = (x2 + t) s with s = sigmoid(a + 2). dx2 = dt = dy2 s; ds = dy2 (x2 + t) +
+ * dlogdet / s (from log s in the log-det); da = ds s (1 - s). Additive: dx2 = dh = dy2. */
+void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
+                       glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    size_t rows = (size_t)batch * hw;
+    #pragma omp parallel for schedule(static)
+    for (size_t p = 0; p < rows; p++) {
+        const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
+        real *dxr = dx + p * c, *dhr = dh + p * hc;
+        if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
+        for (int j = 0; j < half; j++) {
+            double g = dyr[half + j];
+            if (kind == GLOW_ADDITIVE) {
+                dhr[j] = (real)g;
+                dxr[half + j] = (real)g;
+            } else {
+                double s = sigmoid((double)hr[2 * j + 1] + 2.0);
+                double ds = g * (xr[half + j] + hr[2 * j]) + dlogdet / s;
+                dhr[2 * j] = (real)(g * s);
+                dhr[2 * j + 1] = (real)(ds * s * (1.0 - s));
+                dxr[half + j] = (real)(g * s);
+            }
+        }
+    }
+}
+
+/* ---- the network ---------------------------------------------------------------------- */
+
+/* The convolutions' im2col scratch, then room for one (rows, width) gradient. */
+static size_t conv_scratch(nn_shape s) {
+    size_t rows = (size_t)s.batch * s.h * s.w;
+    size_t a = conv3x3_scratch(rows, s.cin), b = conv3x3_scratch(rows, s.width);
+    return a > b ? a : b;
+}
+
+size_t coupling_nn_scratch(nn_shape s) {
+    return conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
+}
+
+static void relu(real *a, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) a[i] = a[i] > 0 ? a[i] : 0;
+}
+
+/* h = (conv(r2) + b3) * exp(3 logs3) */
+static void output_scale(real *h, const real *logs, size_t rows, int c) {
+    real e[c];
+    for (int j = 0; j < c; j++) e[j] = (real)exp(ACTNORM_SCALE * logs[j]);
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < c; j++) h[r * c + j] *= e[j];
+}
+
+void zeroconv_forward(real *out, const real *x, const real *w, const real *b, const real *logs,
+                      int batch, int h, int w_, int cin, int cout, real *scratch) {
+    conv3x3_forward(out, x, w, b, batch, h, w_, cin, cout, scratch);
+    output_scale(out, logs, (size_t)batch * h * w_, cout);
+}
+
+/* out = c e with c = conv + b and e = exp(3 logs): dlogs = 3 sum(dout out), dc = dout e. */
+void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, const real *out,
+                       const real *x, const real *w, const real *logs, int batch, int h, int w_,
+                       int cin, int cout, real *scratch) {
+    size_t rows = (size_t)batch * h * w_;
+    double sums[cout];
+    channel_sums(sums, dout, out, rows, cout);
+    for (int j = 0; j < cout; j++) dlogs[j] += (real)(ACTNORM_SCALE * sums[j]);
+    output_scale(dout, logs, rows, cout);
+    conv3x3_backward(dx, dw, db, dout, x, w, batch, h, w_, cin, cout, scratch);
+}
+
+static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shape s,
+                       real *scratch, int init) {
+    size_t rows = (size_t)s.batch * s.h * s.w, hw = (size_t)s.h * s.w;
+    conv3x3_forward(a->r1, z1, nn->w1, NULL, s.batch, s.h, s.w, s.cin, s.width, scratch);
+    if (init) actnorm_init(nn->an1_b, nn->an1_s, a->r1, rows, s.width);
+    actnorm_forward(a->r1, NULL, a->r1, nn->an1_b, nn->an1_s, s.batch, hw, s.width);
+    relu(a->r1, rows * s.width);
+    conv1x1_forward(a->r2, a->r1, nn->w2, rows, s.width, s.width);
+    if (init) actnorm_init(nn->an2_b, nn->an2_s, a->r2, rows, s.width);
+    actnorm_forward(a->r2, NULL, a->r2, nn->an2_b, nn->an2_s, s.batch, hw, s.width);
+    relu(a->r2, rows * s.width);
+    zeroconv_forward(a->h, a->r2, nn->w3, nn->b3, nn->logs3, s.batch, s.h, s.w, s.width, s.cout,
+                     scratch);
+}
+
+void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
+                         real *scratch) {
+    nn_forward(a, (coupling_nn *)nn, z1, s, scratch, 0);
+}
+
+void coupling_nn_init(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shape s,
+                      real *scratch) {
+    nn_forward(a, nn, z1, s, scratch, 1);
+}
+
+/* r = relu(actnorm(conv(in))): where r > 0 the actnorm output equals r, elsewhere the ReLU
+ * stops the gradient, so dy * y = dr * r and the mask is r > 0. dr becomes d conv-output. */
+static void relu_actnorm_backward(real *dr, real *db, real *ds, const real *r, const real *s,
+                                  size_t rows, int c) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < rows * c; i++)
+        if (!(r[i] > 0)) dr[i] = 0;
+    actnorm_backward(dr, db, ds, dr, r, s, 0.0, (int)rows, 1, c);
+}
+
+void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
+                          const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
+    size_t rows = (size_t)s.batch * s.h * s.w;
+    /* dr2 and dr1 share a buffer laid after the scratch the 3x3 convolutions need. */
+    real *dr = scratch + conv_scratch(s);
+    memset(dr, 0, sizeof(real) * rows * s.width);
+    zeroconv_backward(dr, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, nn->logs3,
+                      s.batch, s.h, s.w, s.width, s.cout, scratch);
+    relu_actnorm_backward(dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
+    /* d r1 = d conv2-output @ w2; it cannot overwrite dr in place, so use the scratch. */
+    real *dr1 = scratch;
+    memset(dr1, 0, sizeof(real) * rows * s.width);
+    conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
+    memcpy(dr, dr1, sizeof(real) * rows * s.width);
+    relu_actnorm_backward(dr, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
+    conv3x3_backward(dz1, dnn->w1, NULL, dr, z1, nn->w1, s.batch, s.h, s.w, s.cin, s.width,
+                     scratch);
+}

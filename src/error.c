@@ -1,0 +1,18 @@
+/* error.c: the library's status codes and the thread-local "last error" message.
+ * Functions that fail call glow_fail(status, fmt, ...) and return what it returns, so the
+ * message is always set where the failure is detected. */
+#include <stdarg.h>
+#include <stdio.h>
+#include "glow.h"
+
+static _Thread_local char last_error[512];
+
+const char *glow_last_error(void) { return last_error; }
+
+int glow_fail(int status, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    va_end(ap);
+    return status;
+}

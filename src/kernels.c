@@ -1,0 +1,197 @@
+/* kernels.c: convolutions through BLAS, reductions, threads. See kernels.h.
+ *
+ * A 3x3 convolution is im2col + one GEMM: each output pixel's 3x3xCin neighbourhood is laid
+ * out as one row of a (rows, 9*Cin) matrix whose column order (ky, kx, ci) matches the
+ * weight layout (Cout, 3, 3, Cin), so out = col @ w^T. The backward pass reuses the same
+ * scratch for d col = dout @ w and gathers it back (col2im) without atomics. */
+#include <cblas.h>
+#include <omp.h>
+#include <stdio.h>
+#include <string.h>
+#include "kernels.h"
+
+/* OpenBLAS's own controls; declared here because cblas.h of other BLASes lacks them. */
+void openblas_set_num_threads(int n);
+char *openblas_get_config(void);
+
+static int n_threads = 0;
+
+void glow_set_threads(int n) {
+    if (n <= 0) n = omp_get_num_procs();
+    n_threads = n;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int glow_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
+
+const char *glow_blas_info(void) { return openblas_get_config(); }
+
+void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
+          const real *b, int ldb, real beta, real *c, int ldc) {
+    if (m == 0 || n == 0) return;
+    enum CBLAS_TRANSPOSE ta = trans_a ? CblasTrans : CblasNoTrans;
+    enum CBLAS_TRANSPOSE tb = trans_b ? CblasTrans : CblasNoTrans;
+    if (sizeof(real) == sizeof(double))
+        cblas_dgemm(CblasRowMajor, ta, tb, m, n, k, alpha, (const double *)a, lda,
+                    (const double *)b, ldb, beta, (double *)c, ldc);
+    else
+        cblas_sgemm(CblasRowMajor, ta, tb, m, n, k, alpha, (const float *)a, lda,
+                    (const float *)b, ldb, beta, (float *)c, ldc);
+}
+
+size_t conv3x3_scratch(size_t rows, int cin) { return rows * 9 * (size_t)cin; }
+
+/* col (B*H*W, 9*cin): row (b,i,j), column (ky*3+kx)*cin + ci = x[b, i+ky-1, j+kx-1, ci]. */
+static void im2col3x3(real *col, const real *x, int batch, int h, int width, int cin) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++) {
+                real *row = col + (((size_t)b * h + i) * width + j) * 9 * cin;
+                for (int ky = 0; ky < 3; ky++) {
+                    int yi = i + ky - 1;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int xj = j + kx - 1;
+                        real *dst = row + (ky * 3 + kx) * cin;
+                        if (yi < 0 || yi >= h || xj < 0 || xj >= width)
+                            memset(dst, 0, sizeof(real) * cin);
+                        else
+                            memcpy(dst, x + (((size_t)b * h + yi) * width + xj) * cin,
+                                   sizeof(real) * cin);
+                    }
+                }
+            }
+}
+
+/* dx[b,i,j,:] += sum over taps of dcol[(b, i-ky+1, j-kx+1), tap, :]: a gather per input
+ * pixel, so threads never write the same element. */
+static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int width, int cin) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++) {
+                real *dst = dx + (((size_t)b * h + i) * width + j) * cin;
+                for (int ky = 0; ky < 3; ky++) {
+                    int oi = i - ky + 1;
+                    if (oi < 0 || oi >= h) continue;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int oj = j - kx + 1;
+                        if (oj < 0 || oj >= width) continue;
+                        const real *src =
+                            dcol + (((size_t)b * h + oi) * width + oj) * 9 * cin + (ky * 3 + kx) * cin;
+                        for (int c = 0; c < cin; c++) dst[c] += src[c];
+                    }
+                }
+            }
+}
+
+void conv3x3_forward(real *out, const real *x, const real *w, const real *bias, int batch,
+                     int h, int width, int cin, int cout, real *scratch) {
+    size_t rows = (size_t)batch * h * width;
+    im2col3x3(scratch, x, batch, h, width, cin);
+    gemm(0, 1, (int)rows, cout, 9 * cin, 1, scratch, 9 * cin, w, 9 * cin, 0, out, cout);
+    if (bias) {
+        #pragma omp parallel for schedule(static)
+        for (size_t r = 0; r < rows; r++)
+            for (int c = 0; c < cout; c++) out[r * cout + c] += bias[c];
+    }
+}
+
+void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
+                      const real *w, int batch, int h, int width, int cin, int cout,
+                      real *scratch) {
+    size_t rows = (size_t)batch * h * width;
+    im2col3x3(scratch, x, batch, h, width, cin);
+    gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
+    if (dbias) {
+        double sums[cout];
+        channel_sums(sums, dout, NULL, rows, cout);
+        for (int c = 0; c < cout; c++) dbias[c] += (real)sums[c];
+    }
+    if (dx) {
+        gemm(0, 0, (int)rows, 9 * cin, cout, 1, dout, cout, w, 9 * cin, 0, scratch, 9 * cin);
+        col2im3x3_add(dx, scratch, batch, h, width, cin);
+    }
+}
+
+void conv3x3_forward_ref(real *out, const real *x, const real *w, const real *bias, int batch,
+                         int h, int width, int cin, int cout) {
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++)
+                for (int co = 0; co < cout; co++) {
+                    double acc = bias ? bias[co] : 0;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int yi = i + ky - 1, xj = j + kx - 1;
+                            if (yi < 0 || yi >= h || xj < 0 || xj >= width) continue;
+                            for (int ci = 0; ci < cin; ci++)
+                                acc += (double)x[(((size_t)b * h + yi) * width + xj) * cin + ci] *
+                                       w[((size_t)co * 9 + ky * 3 + kx) * cin + ci];
+                        }
+                    out[(((size_t)b * h + i) * width + j) * cout + co] = (real)acc;
+                }
+}
+
+void conv3x3_backward_ref(real *dx, real *dw, real *dbias, const real *dout, const real *x,
+                          const real *w, int batch, int h, int width, int cin, int cout) {
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++)
+                for (int co = 0; co < cout; co++) {
+                    real g = dout[(((size_t)b * h + i) * width + j) * cout + co];
+                    if (dbias) dbias[co] += g;
+                    for (int ky = 0; ky < 3; ky++)
+                        for (int kx = 0; kx < 3; kx++) {
+                            int yi = i + ky - 1, xj = j + kx - 1;
+                            if (yi < 0 || yi >= h || xj < 0 || xj >= width) continue;
+                            for (int ci = 0; ci < cin; ci++) {
+                                size_t xi = (((size_t)b * h + yi) * width + xj) * cin + ci;
+                                size_t wi = ((size_t)co * 9 + ky * 3 + kx) * cin + ci;
+                                dw[wi] += g * x[xi];
+                                if (dx) dx[xi] += g * w[wi];
+                            }
+                        }
+                }
+}
+
+void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int cin, int cout) {
+    gemm(0, 1, (int)rows, cout, cin, 1, x, cin, w, cin, 0, out, cout);
+}
+
+void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
+                      size_t rows, int cin, int cout) {
+    gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
+    if (dx) gemm(0, 0, (int)rows, cin, cout, 1, dout, cout, w, cin, 1, dx, cin);
+}
+
+#define SUM_CHUNKS 64
+
+void channel_sums(double *sums, const real *a, const real *b, size_t rows, int c) {
+    double part[SUM_CHUNKS][c];
+    size_t per = (rows + SUM_CHUNKS - 1) / SUM_CHUNKS;
+    #pragma omp parallel for schedule(static)
+    for (int k = 0; k < SUM_CHUNKS; k++) {
+        double *p = part[k];
+        for (int j = 0; j < c; j++) p[j] = 0;
+        size_t r0 = k * per, r1 = r0 + per < rows ? r0 + per : rows;
+        for (size_t r = r0; r < r1; r++) {
+            const real *ar = a + r * c;
+            if (b) {
+                const real *br = b + r * c;
+                for (int j = 0; j < c; j++) p[j] += (double)ar[j] * br[j];
+            } else {
+                for (int j = 0; j < c; j++) p[j] += ar[j];
+            }
+        }
+    }
+    for (int j = 0; j < c; j++) sums[j] = 0;
+    for (int k = 0; k < SUM_CHUNKS; k++)
+        for (int j = 0; j < c; j++) sums[j] += part[k][j];
+}
+
+void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++) memcpy(dst + r * ld_dst, src + r * ld_src, sizeof(real) * n);
+}

@@ -1,0 +1,308 @@
+/* model.c: hyperparameters -> the multi-scale flow, its parameters in one flat buffer, and
+ * the passes over it: data-dependent init, encode (with log-det and prior terms), decode,
+ * sampling and the training step with its reversible backward pass.
+ *
+ * Structure (docs/MODEL.md states it exactly): level i squeezes its input u_i to s_i
+ * (h_i, w_i, c_i), runs K flow steps (actnorm -> permutation -> coupling) to t_i, and for
+ * i < L-1 splits t_i into z1 = channels [0, c_i/2), which continues as u_{i+1}, and the
+ * factored-out z2 with prior N(mean, exp(logs)) from a zero-initialised conv3x3 of z1. The
+ * last level's t is the top latent, with the (learned, optionally class-conditional) top
+ * prior. Per example the latent vector z is [z2 of level 0, ..., z2 of level L-2, top].
+ *
+ * Memory: the backward pass starts from the latents alone and rebuilds every step's input
+ * from its output with the step's inverse, which also recomputes the coupling network's
+ * activations that its backward needs; nothing is kept per step, so memory is flat in K.
+ * With store_activations the forward pass keeps each step's activations instead. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "layers.h"
+#include "model.h"
+
+/* ---- hyperparameters ------------------------------------------------------------------ */
+
+void glow_config_default(glow_config *cfg) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->image_h = 28;
+    cfg->image_w = 28;
+    cfg->image_c = 1;
+    cfg->levels = 2;
+    cfg->depth = 8;
+    cfg->width = 128;
+    cfg->coupling = GLOW_AFFINE;
+    cfg->permutation = GLOW_INVCONV_LU;
+    cfg->learntop = 1;
+    cfg->n_bits = 8;
+    cfg->seed = 1;
+}
+
+static const char *coupling_names[] = {"additive", "affine"};
+static const char *permutation_names[] = {"reverse", "shuffle", "invconv", "invconv-lu"};
+
+const char *glow_coupling_name(glow_coupling c) {
+    return (unsigned)c < 2 ? coupling_names[c] : "?";
+}
+const char *glow_permutation_name(glow_permutation p) {
+    return (unsigned)p < 4 ? permutation_names[p] : "?";
+}
+int glow_coupling_parse(const char *name) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, coupling_names[i])) return i;
+    return -1;
+}
+int glow_permutation_parse(const char *name) {
+    for (int i = 0; i < 4; i++)
+        if (!strcmp(name, permutation_names[i])) return i;
+    return -1;
+}
+
+int glow_config_check(const glow_config *cfg) {
+    if (cfg->image_h < 1 || cfg->image_w < 1 || cfg->image_c < 1)
+        return glow_fail(GLOW_EINVAL, "image size %dx%dx%d: every dimension must be >= 1",
+                         cfg->image_h, cfg->image_w, cfg->image_c);
+    if (cfg->levels < 1 || cfg->levels > 16)
+        return glow_fail(GLOW_EINVAL, "levels %d: must be in 1..16", cfg->levels);
+    int f = 1 << cfg->levels;
+    if (cfg->image_h % f || cfg->image_w % f) {
+        int lmax = 0;
+        while (cfg->image_h % (2 << lmax) == 0 && cfg->image_w % (2 << lmax) == 0) lmax++;
+        return glow_fail(GLOW_EINVAL,
+                         "image %dx%d with %d levels: height and width must be divisible by "
+                         "2^levels = %d (this size allows at most %d levels)",
+                         cfg->image_h, cfg->image_w, cfg->levels, f, lmax);
+    }
+    if (cfg->depth < 1) return glow_fail(GLOW_EINVAL, "depth %d: must be >= 1", cfg->depth);
+    if (cfg->width < 1) return glow_fail(GLOW_EINVAL, "width %d: must be >= 1", cfg->width);
+    if ((unsigned)cfg->coupling > GLOW_AFFINE)
+        return glow_fail(GLOW_EINVAL, "coupling %d: unknown", (int)cfg->coupling);
+    if ((unsigned)cfg->permutation > GLOW_INVCONV_LU)
+        return glow_fail(GLOW_EINVAL, "permutation %d: unknown", (int)cfg->permutation);
+    if (cfg->n_bits < 1 || cfg->n_bits > 8)
+        return glow_fail(GLOW_EINVAL, "n_bits %d: must be in 1..8", cfg->n_bits);
+    if (cfg->n_classes < 0) return glow_fail(GLOW_EINVAL, "n_classes %d: must be >= 0", cfg->n_classes);
+    if (cfg->ycond && cfg->n_classes < 1)
+        return glow_fail(GLOW_EINVAL, "a class-conditional prior needs n_classes >= 1");
+    if (!(cfg->weight_y >= 0))
+        return glow_fail(GLOW_EINVAL, "weight_y %g: must be >= 0", cfg->weight_y);
+    if (cfg->weight_y > 0 && cfg->n_classes < 1)
+        return glow_fail(GLOW_EINVAL, "a class loss (weight_y > 0) needs n_classes >= 1");
+    /* Every squeeze gives 4C channels and every split keeps half, so channel counts stay
+     * even; the check guards the invariant the couplings and splits rely on. */
+    for (int i = 0, c = 4 * cfg->image_c; i < cfg->levels; i++, c *= 2)
+        if (c % 2) return glow_fail(GLOW_EINVAL, "level %d has %d channels: must be even", i, c);
+    return GLOW_OK;
+}
+
+/* ---- the parameter table --------------------------------------------------------------- */
+
+static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shape,
+                         const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+
+static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shape,
+                         const char *fmt, ...) {
+    if (m->n_tensors == m->cap_tensors) {
+        int cap = m->cap_tensors ? 2 * m->cap_tensors : 64;
+        glow_tensor_info *t = realloc(m->tensors, sizeof *t * cap);
+        if (!t) return SIZE_MAX;
+        m->tensors = t;
+        m->cap_tensors = cap;
+    }
+    glow_tensor_info *t = &m->tensors[m->n_tensors++];
+    memset(t, 0, sizeof *t);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(t->name, sizeof t->name, fmt, ap);
+    va_end(ap);
+    t->ndim = ndim;
+    t->size = 1;
+    for (int i = 0; i < ndim; i++) {
+        t->shape[i] = shape[i];
+        t->size *= shape[i];
+    }
+    t->offset = m->n_params;
+    t->trainable = trainable;
+    m->n_params += t->size;
+    return t->offset;
+}
+
+#define SHAPE(...) (int[]){__VA_ARGS__}
+#define NDIM(...) (int)(sizeof((int[]){__VA_ARGS__}) / sizeof(int))
+#define TENSOR(m, trainable, name_fmt, ...)                                              \
+    add_tensor(m, trainable, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), "%s", name_fmt)
+
+static void build_table(glow_model *m) {
+    const glow_config *cfg = &m->cfg;
+    char p[64], n[96];
+    for (int i = 0; i < m->n_levels; i++) {
+        level *lv = &m->levels[i];
+        int c = lv->c, half = c / 2, width = cfg->width;
+        int cout = coupling_nn_out(cfg->coupling, c);
+        for (int k = 0; k < cfg->depth; k++) {
+            step_offsets *s = &lv->steps[k];
+            snprintf(p, sizeof p, "level%d.step%d", i, k);
+#define T(trainable, suffix, ...) (snprintf(n, sizeof n, "%s.%s", p, suffix), TENSOR(m, trainable, n, __VA_ARGS__))
+            s->an_b = T(1, "actnorm.bias", c);
+            s->an_s = T(1, "actnorm.logs", c);
+            switch (cfg->permutation) {
+            case GLOW_REVERSE: break;
+            case GLOW_SHUFFLE: s->perm = T(0, "shuffle.perm", c); break;
+            case GLOW_INVCONV: s->w = T(1, "invconv.weight", c, c); break;
+            case GLOW_INVCONV_LU:
+                s->lu_l = T(1, "invconv.lower", c, c);
+                s->lu_u = T(1, "invconv.upper", c, c);
+                s->lu_logs = T(1, "invconv.log_s", c);
+                s->lu_sign = T(0, "invconv.sign", c);
+                s->perm = T(0, "invconv.perm", c);
+                break;
+            }
+            s->w1 = T(1, "coupling.conv1.weight", width, 3, 3, half);
+            s->an1_b = T(1, "coupling.actnorm1.bias", width);
+            s->an1_s = T(1, "coupling.actnorm1.logs", width);
+            s->w2 = T(1, "coupling.conv2.weight", width, width);
+            s->an2_b = T(1, "coupling.actnorm2.bias", width);
+            s->an2_s = T(1, "coupling.actnorm2.logs", width);
+            s->w3 = T(1, "coupling.conv3.weight", cout, 3, 3, width);
+            s->b3 = T(1, "coupling.conv3.bias", cout);
+            s->logs3 = T(1, "coupling.conv3.logs", cout);
+#undef T
+        }
+        if (i < m->n_levels - 1) {
+            snprintf(n, sizeof n, "level%d.prior.weight", i);
+            lv->prior_w = TENSOR(m, 1, n, c, 3, 3, half);
+            snprintf(n, sizeof n, "level%d.prior.bias", i);
+            lv->prior_b = TENSOR(m, 1, n, c);
+            snprintf(n, sizeof n, "level%d.prior.logs", i);
+            lv->prior_logs = TENSOR(m, 1, n, c);
+        }
+    }
+    level *top = &m->levels[m->n_levels - 1];
+    m->top_bias = m->top_ycond = m->cls_w = m->cls_b = SIZE_MAX;
+    if (cfg->learntop) m->top_bias = TENSOR(m, 1, "top.prior.bias", top->h, top->w, 2 * top->c);
+    if (cfg->ycond) m->top_ycond = TENSOR(m, 1, "top.ycond.weight", cfg->n_classes, 2 * top->c);
+    if (cfg->weight_y > 0) {
+        m->cls_w = TENSOR(m, 1, "top.classifier.weight", top->c, cfg->n_classes);
+        m->cls_b = TENSOR(m, 1, "top.classifier.bias", cfg->n_classes);
+    }
+}
+
+/* Initial values: hidden convolutions ~ N(0, 0.05); actnorms, output convolutions and
+ * priors zero (actnorms are then set from data); 1x1 convolutions random rotations. */
+static int init_params(glow_model *m) {
+    const glow_config *cfg = &m->cfg;
+    real *w = m->params;
+    memset(w, 0, sizeof(real) * m->n_params);
+    for (int i = 0; i < m->n_levels; i++) {
+        level *lv = &m->levels[i];
+        int c = lv->c;
+        for (int k = 0; k < cfg->depth; k++) {
+            step_offsets *s = &lv->steps[k];
+            uint64_t key = glow_rng_key(cfg->seed, 0x696e6974 /* "init" */, i, k);
+            size_t n1 = (size_t)cfg->width * 9 * (c / 2), n2 = (size_t)cfg->width * cfg->width;
+            for (size_t j = 0; j < n1; j++) w[s->w1 + j] = (real)(0.05 * glow_rng_normal(key, j));
+            for (size_t j = 0; j < n2; j++)
+                w[s->w2 + j] = (real)(0.05 * glow_rng_normal(key, n1 + j));
+            uint64_t step_seed = glow_rng_key(cfg->seed, 0x7065726d /* "perm" */, i, k);
+            if (cfg->permutation == GLOW_SHUFFLE) {
+                int perm[c];
+                for (int j = 0; j < c; j++) perm[j] = j;
+                for (int j = c - 1; j > 0; j--) { /* Fisher-Yates */
+                    int r = (int)(glow_rng_uniform(step_seed, j) * (j + 1));
+                    int t = perm[j]; perm[j] = perm[r]; perm[r] = t;
+                }
+                for (int j = 0; j < c; j++) w[s->perm + j] = (real)perm[j];
+            } else if (cfg->permutation == GLOW_INVCONV) {
+                random_rotation(w + s->w, c, step_seed);
+            } else if (cfg->permutation == GLOW_INVCONV_LU) {
+                real *rot = malloc(sizeof(real) * c * c);
+                int *perm = malloc(sizeof(int) * c);
+                int rc = rot && perm ? GLOW_OK : glow_fail(GLOW_ENOMEM, "out of memory");
+                if (rc == GLOW_OK) {
+                    random_rotation(rot, c, step_seed);
+                    rc = invconv_lu_factor(w + s->lu_l, w + s->lu_u, w + s->lu_logs,
+                                           w + s->lu_sign, perm, rot, c);
+                }
+                if (rc == GLOW_OK)
+                    for (int j = 0; j < c; j++) w[s->perm + j] = (real)perm[j];
+                free(rot);
+                free(perm);
+                if (rc != GLOW_OK) return rc;
+            }
+        }
+    }
+    return GLOW_OK;
+}
+
+glow_model *glow_model_create(const glow_config *cfg) {
+    if (glow_config_check(cfg) != GLOW_OK) return NULL;
+    glow_model *m = calloc(1, sizeof *m);
+    if (!m) goto oom;
+    m->cfg = *cfg;
+    m->n_levels = cfg->levels;
+    m->levels = calloc(cfg->levels, sizeof(level));
+    if (!m->levels) goto oom;
+    int h = cfg->image_h, w = cfg->image_w, c = cfg->image_c;
+    size_t offset = 0;
+    for (int i = 0; i < cfg->levels; i++) {
+        h /= 2, w /= 2, c *= 4;
+        level *lv = &m->levels[i];
+        lv->h = h, lv->w = w, lv->c = c;
+        lv->z_offset = offset;
+        lv->z_size = (size_t)h * w * (i < cfg->levels - 1 ? c / 2 : c);
+        offset += lv->z_size;
+        lv->steps = calloc(cfg->depth, sizeof(step_offsets));
+        if (!lv->steps) goto oom;
+        c /= 2; /* the half that continues */
+    }
+    m->dim = (size_t)cfg->image_h * cfg->image_w * cfg->image_c;
+    build_table(m);
+    if (m->n_tensors == 0 || !m->tensors) goto oom;
+    m->params = malloc(sizeof(real) * m->n_params);
+    m->grads = calloc(m->n_params, sizeof(real));
+    if (!m->params || !m->grads) goto oom;
+    if (init_params(m) != GLOW_OK) {
+        glow_model_free(m);
+        return NULL;
+    }
+    return m;
+oom:
+    glow_model_free(m);
+    glow_fail(GLOW_ENOMEM, "out of memory creating the model");
+    return NULL;
+}
+
+void glow_model_free(glow_model *m) {
+    if (!m) return;
+    if (m->levels)
+        for (int i = 0; i < m->n_levels; i++) free(m->levels[i].steps);
+    free(m->levels);
+    free(m->tensors);
+    free(m->params);
+    free(m->grads);
+    workspace_free(m);
+    free(m);
+}
+
+const glow_config *glow_model_config(const glow_model *m) { return &m->cfg; }
+size_t glow_model_dim(const glow_model *m) { return m->dim; }
+size_t glow_model_n_params(const glow_model *m) { return m->n_params; }
+glow_real *glow_model_params(glow_model *m) { return m->params; }
+glow_real *glow_model_grads(glow_model *m) { return m->grads; }
+int glow_model_n_tensors(const glow_model *m) { return m->n_tensors; }
+const glow_tensor_info *glow_model_tensor(const glow_model *m, int i) {
+    return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
+}
+int glow_model_find_tensor(const glow_model *m, const char *name) {
+    for (int i = 0; i < m->n_tensors; i++)
+        if (!strcmp(m->tensors[i].name, name)) return i;
+    return -1;
+}
+size_t glow_model_n_trainable(const glow_model *m) {
+    size_t n = 0;
+    for (int i = 0; i < m->n_tensors; i++)
+        if (m->tensors[i].trainable) n += m->tensors[i].size;
+    return n;
+}
+void glow_model_set_store_activations(glow_model *m, int store) { m->store = store != 0; }

@@ -1,0 +1,39 @@
+/* prior.c: diagonal Gaussian priors, log N(z; mean, exp(logs)^2), their gradients and
+ * sampling. The split and top priors of the model build mean and logs, then call these. */
+#include <math.h>
+#include "layers.h"
+
+void gaussian_logp(double *logp, const real *z, const real *mean, const real *logs, int batch,
+                   size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (int b = 0; b < batch; b++) {
+        double acc = 0;
+        for (size_t i = b * n; i < (b + 1) * n; i++) {
+            double d = (double)z[i] - mean[i];
+            acc += -0.5 * (LOG_2PI + 2.0 * logs[i] + d * d * exp(-2.0 * logs[i]));
+        }
+        logp[b] += acc;
+    }
+}
+
+/* d/dz log N = -(z - mean) e^(-2 logs) = -d/dmean; d/dlogs = -1 + (z - mean)^2 e^(-2 logs). */
+void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const real *mean,
+                       const real *logs, double g, int batch, size_t n) {
+    size_t total = (size_t)batch * n;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++) {
+        double d = (double)z[i] - mean[i];
+        double prec = exp(-2.0 * logs[i]);
+        if (dz) dz[i] += (real)(-g * d * prec);
+        dmean[i] = (real)(g * d * prec);
+        dlogs[i] = (real)(g * (-1.0 + d * d * prec));
+    }
+}
+
+void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
+                     uint64_t key, int batch, size_t n) {
+    size_t total = (size_t)batch * n;
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < total; i++)
+        z[i] = (real)(mean[i] + temperature * exp((double)logs[i]) * glow_rng_normal(key, i));
+}
