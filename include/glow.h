@@ -181,8 +181,127 @@ void glow_postprocess(uint8_t *pixels, const glow_real *x, int batch, size_t dim
 /* ---------------------------------------------------------------- data sets -------- */
 /* (src/data.c) */
 
+/* A data set in memory: n images, each h x w x c uint8, NHWC, with optional class labels,
+ * optional CelebA-style binary attributes and (for image folders) the file names. Every
+ * array is owned by the data set; glow_dataset_free releases them. */
+typedef struct glow_dataset {
+    int n, h, w, c;           /* images, each h x w x c uint8, NHWC */
+    uint8_t *pixels;          /* (n,h,w,c) */
+    int *labels;              /* (n) class labels, or NULL */
+    int n_classes;            /* 0 if unlabelled; else 1 + the largest label */
+    int n_attrs;              /* CelebA-style binary attributes: 0 if none */
+    char (*attr_names)[64];   /* (n_attrs) attribute names, or NULL */
+    int8_t *attrs;            /* (n,n_attrs) values in {-1, +1}, or NULL */
+    char (*class_names)[32];  /* (n_classes) names of the classes, or NULL */
+    char (*names)[256];       /* (n) file names (image folders only), sorted; or NULL */
+} glow_dataset;
+
+/* Load a data set into *d (zeroed first; left zeroed on failure). `path` is one of:
+ *  - an IDX image file, gzipped or not (e.g. train-images-idx3-ubyte.gz): magic 0x803
+ *    (n,h,w; c = 1) or 0x804 (n,h,w,c). Labels come from the matching label file
+ *    (train-images-idx3-ubyte[.gz] -> train-labels-idx1-ubyte[.gz], t10k-images -> ...)
+ *    when it exists; `split` is ignored.
+ *  - a folder of MNIST / Fashion-MNIST IDX files: split "train" -> train-*, "test" ->
+ *    t10k-*.
+ *  - a CIFAR-10 binary folder (or a folder holding cifar-10-batches-bin/): "train" ->
+ *    those of data_batch_1.bin .. data_batch_5.bin present, "test" -> test_batch.bin.
+ *    Class names are set.
+ *  - a folder of PNG / JPEG images (*.png, *.jpg, *.jpeg; not recursive), loaded in
+ *    strcmp order of file name. Every split loads all the images: such a folder has no
+ *    train/test split of its own (make one with glow_dataset_subset). Gray images stay
+ *    one channel if all are gray; otherwise every image becomes RGB (gray replicated);
+ *    alpha is dropped (see glow_image_read). Labels: list_attr_celeba.txt in the folder
+ *    (CelebA attributes, see glow_dataset_load_attributes) and/or labels.csv
+ *    ("filename,label" lines, integer labels >= 0, an optional header line); every image
+ *    must then have an entry.
+ * split NULL means "train". image_size > 0: every image (of any format) is fitted to
+ * image_size x image_size by glow_image_fit (centre crop to a square, then resize);
+ * image_size 0 keeps the native size, and the images of a folder must then agree.
+ * Failures name the file and what is wrong (GLOW_EIO: missing or unreadable;
+ * GLOW_EFORMAT: wrong magic, truncated, wrong dimensions, label count mismatch,
+ * unsupported image; GLOW_EINVAL: bad argument). */
+int glow_dataset_load(glow_dataset *d, const char *path, const char *split, int image_size);
+
+/* Attach a CelebA-style attribute file to a data set loaded from an image folder, matched
+ * by file name. Layout: line 1 the number of entries, line 2 the attribute names
+ * separated by blanks, then one line per image: "filename v1 v2 ..." with values -1 or 1.
+ * Entries for images not in the data set are ignored; every image needs an entry.
+ * Replaces any attributes already attached. */
+int glow_dataset_load_attributes(glow_dataset *d, const char *attr_file);
+
+/* Name the classes with Fashion-MNIST's ten class names ("T-shirt/top", "Trouser", ...).
+ * GLOW_EINVAL unless the data set has labels in 0..9. */
+int glow_dataset_set_fashion_names(glow_dataset *d);
+
+/* Release every array and zero the struct (safe on a zeroed or already freed one). */
+void glow_dataset_free(glow_dataset *d);
+
+/* A copy of images [start, start + count) of d with their labels, attributes and names
+ * (for shards and held-out parts). *out is zeroed first. */
+int glow_dataset_subset(glow_dataset *out, const glow_dataset *d, int start, int count);
+
+/* order (n) := a permutation of 0..n-1 that depends only on (seed, epoch): a
+ * Fisher-Yates shuffle driven by glow_rng_uniform, the same on every machine. */
+void glow_dataset_shuffle_order(int *order, int n, uint64_t seed, uint64_t epoch);
+
+/* Copy the images idx[0..count) of d into pixels (count,h,w,c) and, if labels is not
+ * NULL, their labels into labels (count) (0 where d has none). Indices must be in
+ * [0, d->n): a programmer error otherwise. */
+void glow_dataset_gather(uint8_t *pixels, int *labels, const glow_dataset *d, const int *idx,
+                         int count);
+
 /* ---------------------------------------------------------------- images ----------- */
 /* (src/image.c) */
+
+/* Read a PNG or JPEG file (told apart by content) into a malloc'd (h,w,c) uint8 array.
+ * c is 1 for gray PNGs (with or without alpha) and gray JPEGs, 3 otherwise (RGB, RGBA,
+ * palette); alpha is dropped, not composited; 16-bit samples are scaled to 8 bits with
+ * rounding; gamma chunks are ignored (the stored values are returned). CMYK JPEGs,
+ * truncated files and images over 2^28 samples are refused. */
+int glow_image_read(const char *path, uint8_t **pixels, int *h, int *w, int *c);
+/* The same from bytes in memory (e.g. an upload); messages name the image "image data". */
+int glow_image_decode(const uint8_t *data, size_t size, uint8_t **pixels, int *h, int *w,
+                      int *c);
+
+/* Encode (h,w,c) pixels, c = 1 (gray) or 3 (RGB), as a PNG into a malloc'd buffer. */
+int glow_png_encode(uint8_t **png, size_t *size, const uint8_t *pixels, int h, int w, int c);
+/* Write a PNG file: written to "<path>.tmp", flushed and renamed, so no half-written
+ * file is ever left at path. */
+int glow_png_write(const char *path, const uint8_t *pixels, int h, int w, int c);
+
+/* Resize src (sh,sw,c) to dst (dh,dw,c), each axis on its own (separable):
+ *  - shrinking an axis: area average: output pixel i covers source interval
+ *    [i*s/d, (i+1)*s/d) and is the mean of the source pixels weighted by their overlap;
+ *  - enlarging an axis: linear interpolation at source coordinate (i+0.5)*s/d - 0.5
+ *    (pixel centres aligned), clamped to the edge pixels;
+ *  - equal sizes: a copy.
+ * Rows first, then columns, in float; the result is rounded to nearest (x.5 up). */
+void glow_image_resize(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw,
+                       int c);
+/* Fit src (sh,sw,c) to dst (size,size,c): crop the centred square of side min(sh, sw)
+ * (offset floor((sh-side)/2), floor((sw-side)/2)), then glow_image_resize it. The data
+ * set loaders use this for image_size > 0. */
+void glow_image_fit(uint8_t *dst, int size, const uint8_t *src, int sh, int sw, int c);
+
+/* Tile n images (n,h,w,c) into a malloc'd grid (gh,gw,c) of `cols` columns and
+ * ceil(n/cols) rows, with `pad` white (255) pixels between neighbours (none around the
+ * border): gh = rows*h + (rows-1)*pad, gw = cols*w + (cols-1)*pad. Image k sits at row
+ * k / cols, column k % cols; cells without an image are white. */
+int glow_grid_make(uint8_t **grid, int *gh, int *gw, const uint8_t *images, int n, int h,
+                   int w, int c, int cols, int pad);
+/* glow_grid_make written as a PNG (c = 1 or 3). A strip is a grid with cols = n. */
+int glow_grid_write(const char *path, const uint8_t *images, int n, int h, int w, int c,
+                    int cols, int pad);
+
+/* A line plot as a width x height RGB PNG: series s is (x[i], ys[s][i]) for i < n_points,
+ * in its own colour, with axes, "nice" ticks labelled in a built-in 5x7 bitmap font
+ * (letters print in upper case), a title and a legend of `labels` (NULL: no legend).
+ * x NULL means 0..n_points-1. Points with a non-finite x or y are skipped and the line
+ * joins the finite points around them (a series measured every few steps can share x).
+ * width and height in 160..8192 and 120..8192. */
+int glow_plot_write(const char *path, const char *title, const double *x,
+                    const double *const *ys, const char *const *labels, int n_series,
+                    int n_points, int width, int height);
 
 /* ---------------------------------------------------------------- optimizer -------- */
 /* (src/optim.c) */
