@@ -156,6 +156,8 @@ typedef struct glow_step_stats {
     double bpd;      /* mean bits/dim of the batch */
     double class_bits; /* mean class cross-entropy in bits (0 without a class loss) */
     double max_rebuild_error; /* largest |input rebuilt by the backward pass - input| */
+    int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone with
+                        stored activations: exact gradients, more memory for that step */
 } glow_step_stats;
 
 /* One training step's forward and backward pass on a preprocessed batch: sets
@@ -166,10 +168,9 @@ int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int b
 
 /* ---------------------------------------------------------------- data ------------- */
 
-/* Pixels to model input: x = floor(u8 / 2^(8-n_bits)) / n_bins - 0.5 + noise, with noise
- * ~ U(0, 1/n_bins) drawn from the counter-based generator keyed by (seed, step, example):
- * the same on any thread count. noise_seed 0 with step -1 means no noise: the centre of
- * each bin is NOT used; use glow_preprocess_center for that. */
+/* Pixels to model input: x = floor(u8 / 2^(8-n_bits)) / n_bins - 0.5 + u with
+ * u ~ U(0, 1/n_bins) from the counter-based generator keyed by (seed, step, example index
+ * within the batch): the same on any thread count. dim = H*W*C. */
 void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
                      uint64_t seed, uint64_t step);
 /* Pixels to the centre of their quantisation bin (no noise): encode/decode round trips. */
@@ -305,6 +306,40 @@ int glow_plot_write(const char *path, const char *title, const double *x,
 
 /* ---------------------------------------------------------------- optimizer -------- */
 /* (src/optim.c) */
+/* Adam (default) or Adamax over the flat parameter buffer, with linear learning-rate
+ * warm-up, optional clipping of the global gradient norm, and a Polyak (exponential moving)
+ * average of the weights for evaluation and sampling. Moments and the average share the
+ * parameter layout. Fixed tensors have zero gradients, so no update ever moves them. */
+typedef enum { GLOW_ADAM = 0, GLOW_ADAMAX = 1 } glow_optimizer_kind;
+
+typedef struct glow_optim_config {
+    glow_optimizer_kind kind;
+    double lr;        /* peak learning rate (default 1e-3) */
+    double beta1, beta2, eps; /* 0.9, 0.999, 1e-8 */
+    int warmup;       /* steps of linear warm-up from lr/warmup to lr (0: none) */
+    double grad_clip; /* clip the global gradient norm to this (0: off) */
+    double polyak;    /* decay of the weight average, e.g. 0.999 (0: average = weights) */
+} glow_optim_config;
+
+typedef struct glow_optimizer {
+    glow_optim_config cfg;
+    size_t n;
+    glow_real *m, *v, *avg; /* first and second moments (Adamax: the infinity norm), average */
+    int64_t step;           /* updates applied so far */
+} glow_optimizer;
+
+void glow_optim_config_default(glow_optim_config *cfg);
+/* Allocates the moments (zero) and the average (a copy of params). */
+int glow_optimizer_init(glow_optimizer *o, const glow_optim_config *cfg, size_t n,
+                        const glow_real *params);
+void glow_optimizer_free(glow_optimizer *o);
+/* The learning rate the next update will use. */
+double glow_optimizer_lr(const glow_optimizer *o);
+/* One update. If any gradient is not finite nothing changes and GLOW_EINVAL is returned
+ * (the caller skips the step). grad_norm receives the global norm before clipping. */
+int glow_optimizer_step(glow_optimizer *o, glow_real *params, const glow_real *grads,
+                        double *grad_norm);
+
 
 /* ---------------------------------------------------------------- checkpoints ------ */
 /* (src/checkpoint.c) */

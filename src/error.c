@@ -3,6 +3,7 @@
  * message is always set where the failure is detected. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include "glow.h"
 
 static _Thread_local char last_error[512];
@@ -10,9 +11,12 @@ static _Thread_local char last_error[512];
 const char *glow_last_error(void) { return last_error; }
 
 int glow_fail(int status, const char *fmt, ...) {
+    /* Format into a copy first: a message may quote the previous one (glow_last_error()). */
+    char msg[sizeof last_error];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(last_error, sizeof last_error, fmt, ap);
+    vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
+    memcpy(last_error, msg, sizeof msg);
     return status;
 }

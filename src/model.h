@@ -60,5 +60,6 @@ struct glow_model {
 };
 
 void workspace_free(glow_model *m);
+void workspace_release_store(glow_model *m);
 
 #endif

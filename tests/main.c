@@ -6,13 +6,14 @@
 #include "test.h"
 
 #define MAX_TESTS 512
-static struct { const char *name; test_fn fn; } tests[MAX_TESTS];
+typedef struct { const char *name; test_fn fn; } test_entry;
+static test_entry tests[MAX_TESTS];
 static int n_tests;
 static int current_failed;
 static char tmpdir[256];
 
 void test_register(const char *name, test_fn fn) {
-    if (n_tests < MAX_TESTS) tests[n_tests++] = (typeof(tests[0])){name, fn};
+    if (n_tests < MAX_TESTS) tests[n_tests++] = (test_entry){name, fn};
 }
 
 void test_fail_at(const char *file, int line, const char *fmt, ...) {
@@ -34,7 +35,7 @@ const char *test_tmpdir(void) {
 }
 
 static int by_name(const void *a, const void *b) {
-    return strcmp(((const typeof(tests[0]) *)a)->name, ((const typeof(tests[0]) *)b)->name);
+    return strcmp(((const test_entry *)a)->name, ((const test_entry *)b)->name);
 }
 
 int main(int argc, char **argv) {

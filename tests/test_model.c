@@ -1,0 +1,334 @@
+/* test_model.c: the whole model in several configurations: exact inverse, log-det against
+ * a brute-force Jacobian, every parameter's gradient and the input's against central finite
+ * differences (in the double build, where the tolerance can be tight), rebuilt-input
+ * backward against stored-activation backward, and bad hyperparameters. */
+#include <stdlib.h>
+#include <string.h>
+#include "test.h"
+
+typedef struct {
+    const char *name;
+    int h, w, c, levels, depth, width;
+    glow_coupling coupling;
+    glow_permutation permutation;
+    int learntop, n_classes, ycond;
+    double weight_y;
+} model_case;
+
+static const model_case cases[] = {
+    {"4x4x1 L1 affine invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0},
+    {"4x4x3 L2 additive reverse", 4, 4, 3, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0},
+    {"8x8x1 L3 affine shuffle", 8, 8, 1, 3, 1, 4, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0},
+    {"4x4x3 L1 affine invconv ycond", 4, 4, 3, 1, 2, 4, GLOW_AFFINE, GLOW_INVCONV, 1, 3, 1, 0.5},
+    {"8x4x1 L2 additive invconv-lu cls", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV_LU, 1, 4, 1, 1.0},
+    {"4x4x1 L2 affine reverse nolearntop", 4, 4, 1, 2, 1, 4, GLOW_AFFINE, GLOW_REVERSE, 0, 0, 0, 0},
+    {"8x8x3 L3 affine invconv-lu", 8, 8, 3, 3, 1, 3, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 2, 1, 0},
+};
+#define N_CASES (int)(sizeof cases / sizeof cases[0])
+#define BATCH 3
+
+static glow_config config_of(const model_case *t) {
+    glow_config cfg;
+    glow_config_default(&cfg);
+    cfg.image_h = t->h, cfg.image_w = t->w, cfg.image_c = t->c;
+    cfg.levels = t->levels, cfg.depth = t->depth, cfg.width = t->width;
+    cfg.coupling = t->coupling, cfg.permutation = t->permutation;
+    cfg.learntop = t->learntop, cfg.n_classes = t->n_classes, cfg.ycond = t->ycond;
+    cfg.weight_y = t->weight_y;
+    cfg.seed = 7;
+    return cfg;
+}
+
+/* A model initialised from random data, with every trainable parameter then moved off its
+ * initial value, so that zero-initialised layers do something and every path is tested. */
+static glow_model *make_model(const model_case *t, glow_real *x, int *y) {
+    glow_config cfg = config_of(t);
+    glow_model *m = glow_model_create(&cfg);
+    if (!m) return NULL;
+    size_t d = glow_model_dim(m);
+    uint64_t key = glow_rng_key(42, 1, 0, 0);
+    for (size_t i = 0; i < BATCH * d; i++) x[i] = (glow_real)(glow_rng_uniform(key, i) - 0.5);
+    for (int b = 0; b < BATCH; b++) y[b] = t->n_classes ? b % t->n_classes : 0;
+    if (glow_model_init(m, x, t->n_classes ? y : NULL, BATCH) != GLOW_OK) {
+        glow_model_free(m);
+        return NULL;
+    }
+    glow_real *p = glow_model_params(m);
+    uint64_t pk = glow_rng_key(43, 2, 0, 0);
+    for (int i = 0; i < glow_model_n_tensors(m); i++) {
+        const glow_tensor_info *ti = glow_model_tensor(m, i);
+        if (!ti->trainable) continue;
+        for (size_t j = 0; j < ti->size; j++)
+            p[ti->offset + j] += (glow_real)(0.05 * glow_rng_normal(pk, ti->offset + j));
+    }
+    return m;
+}
+
+TEST(model_inverse_exact) {
+    for (int t = 0; t < N_CASES; t++) {
+        glow_config cfg = config_of(&cases[t]);
+        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+        glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *z = malloc(sizeof(glow_real) * BATCH * d),
+                  *x2 = malloc(sizeof(glow_real) * BATCH * d);
+        int y[BATCH];
+        glow_model *m = make_model(&cases[t], x, y);
+        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
+        const int *labels = cases[t].n_classes ? y : NULL;
+        REQUIRE_OK(glow_model_encode(m, x, labels, BATCH, z, NULL));
+        REQUIRE_OK(glow_model_decode(m, z, labels, BATCH, x2));
+        double err = max_abs_diff(x, x2, BATCH * d);
+        CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: decode(encode(x)) differs by %g", cases[t].name, err);
+        /* Sampling at temperature 0 decodes the prior means: finite, and deterministic. */
+        REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x));
+        REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x2));
+        CHECK(max_abs_diff(x, x2, BATCH * d) == 0, "%s: sampling is not deterministic", cases[t].name);
+        glow_model_free(m);
+        free(x), free(z), free(x2);
+    }
+}
+
+/* log|det J| of the map x -> z for one example, by central differences and an LU
+ * factorisation with partial pivoting. */
+static double brute_logdet(glow_model *m, glow_real *x, const int *y, size_t d) {
+    double *jac = malloc(sizeof(double) * d * d);
+    glow_real *zp = malloc(sizeof(glow_real) * d), *zm = malloc(sizeof(glow_real) * d);
+    double eps = IS_DOUBLE ? 1e-6 : 1e-2;
+    for (size_t i = 0; i < d; i++) {
+        glow_real keep = x[i];
+        x[i] = keep + eps;
+        glow_model_encode(m, x, y, 1, zp, NULL);
+        x[i] = keep - eps;
+        glow_model_encode(m, x, y, 1, zm, NULL);
+        x[i] = keep;
+        for (size_t j = 0; j < d; j++) jac[j * d + i] = ((double)zp[j] - zm[j]) / (2 * eps);
+    }
+    double ld = 0;
+    for (size_t k = 0; k < d; k++) {
+        size_t p = k;
+        for (size_t i = k + 1; i < d; i++)
+            if (fabs(jac[i * d + k]) > fabs(jac[p * d + k])) p = i;
+        for (size_t j = 0; j < d; j++) {
+            double tmp = jac[k * d + j];
+            jac[k * d + j] = jac[p * d + j];
+            jac[p * d + j] = tmp;
+        }
+        ld += log(fabs(jac[k * d + k]));
+        for (size_t i = k + 1; i < d; i++) {
+            double f = jac[i * d + k] / jac[k * d + k];
+            for (size_t j = k; j < d; j++) jac[i * d + j] -= f * jac[k * d + j];
+        }
+    }
+    free(jac), free(zp), free(zm);
+    return ld;
+}
+
+TEST(model_logdet_brute_force) {
+    for (int t = 0; t < N_CASES; t++) {
+        glow_config cfg = config_of(&cases[t]);
+        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+        if (d > 64) continue; /* the brute-force Jacobian is for tiny inputs */
+        glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *z = malloc(sizeof(glow_real) * BATCH * d);
+        int y[BATCH];
+        glow_model *m = make_model(&cases[t], x, y);
+        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
+        const int *labels = cases[t].n_classes ? y : NULL;
+        double ld;
+        REQUIRE_OK(glow_model_encode(m, x, labels, 1, z, &ld));
+        double bf = brute_logdet(m, x, labels, d);
+        double tol = IS_DOUBLE ? 1e-6 * (1 + fabs(ld)) : 2e-2 * (1 + fabs(ld));
+        CHECK(fabs(ld - bf) < tol, "%s: log-det %.10g, brute force %.10g", cases[t].name, ld, bf);
+        glow_model_free(m);
+        free(x), free(z);
+    }
+}
+
+/* Central differences of the training loss against the analytic gradient, on up to
+ * `per_tensor` coordinates of every trainable tensor and of the input. */
+TEST(model_gradients_finite_difference) {
+    if (!IS_DOUBLE) return; /* float differences are too noisy for a tight check */
+    for (int t = 0; t < N_CASES; t++) {
+        glow_config cfg = config_of(&cases[t]);
+        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+        glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *dx = malloc(sizeof(glow_real) * BATCH * d);
+        int y[BATCH];
+        glow_model *m = make_model(&cases[t], x, y);
+        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
+        const int *labels = cases[t].n_classes ? y : NULL;
+        size_t n = glow_model_n_params(m);
+        glow_real *grad = malloc(sizeof(glow_real) * n), *p = glow_model_params(m);
+        glow_step_stats st;
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &st, dx));
+        memcpy(grad, glow_model_grads(m), sizeof(glow_real) * n);
+        const double eps = 1e-5;
+        double worst = 0;
+        const char *worst_name = "";
+        for (int i = 0; i <= glow_model_n_tensors(m); i++) {
+            const glow_tensor_info *ti = glow_model_tensor(m, i);
+            int is_input = i == glow_model_n_tensors(m);
+            if (!is_input && !ti->trainable) continue;
+            size_t size = is_input ? BATCH * d : ti->size;
+            glow_real *base = is_input ? x : p + ti->offset;
+            const glow_real *g = is_input ? dx : grad + ti->offset;
+            for (int s = 0; s < 4; s++) {
+                size_t j = (size_t)(glow_rng_uniform(glow_rng_key(9, t, i, 0), s) * size);
+                glow_real keep = base[j];
+                glow_step_stats a, b;
+                base[j] = keep + eps;
+                REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &a, NULL));
+                base[j] = keep - eps;
+                REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &b, NULL));
+                base[j] = keep;
+                double fd = (a.loss - b.loss) / (2 * eps), an = g[j];
+                /* relative error, with a floor well above the differences' rounding (~1e-10) */
+                double err = fabs(fd - an) / (1e-3 + fabs(fd) + fabs(an));
+                if (err > worst) worst = err, worst_name = is_input ? "input" : ti->name;
+                CHECK(err < 1e-6, "%s: %s[%zu]: analytic %.10g, finite difference %.10g",
+                      cases[t].name, is_input ? "input" : ti->name, j, an, fd);
+            }
+        }
+        if (worst > 1e-6) printf("\n    %s: worst relative error %.2g (%s)", cases[t].name, worst, worst_name);
+        glow_model_free(m);
+        free(x), free(dx), free(grad);
+    }
+}
+
+TEST(model_rebuilt_backward_equals_stored) {
+    for (int t = 0; t < N_CASES; t++) {
+        glow_config cfg = config_of(&cases[t]);
+        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+        glow_real *x = malloc(sizeof(glow_real) * BATCH * d);
+        glow_real *dx1 = malloc(sizeof(glow_real) * BATCH * d), *dx2 = malloc(sizeof(glow_real) * BATCH * d);
+        int y[BATCH];
+        glow_model *m = make_model(&cases[t], x, y);
+        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
+        const int *labels = cases[t].n_classes ? y : NULL;
+        size_t n = glow_model_n_params(m);
+        glow_real *g1 = malloc(sizeof(glow_real) * n);
+        glow_step_stats s1, s2;
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s1, dx1));
+        memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+        glow_model_set_store_activations(m, 1);
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
+        double scale = 0;
+        for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(g1[i]));
+        double dg = max_abs_diff(g1, glow_model_grads(m), n), ddx = max_abs_diff(dx1, dx2, BATCH * d);
+        double tol = IS_DOUBLE ? 1e-10 : 1e-4;
+        CHECK(dg <= tol * (1 + scale), "%s: parameter gradients differ by %g (scale %g)", cases[t].name, dg, scale);
+        CHECK(ddx <= tol, "%s: input gradients differ by %g", cases[t].name, ddx);
+        CHECK(s1.loss == s2.loss, "%s: losses differ: %.17g vs %.17g", cases[t].name, s1.loss, s2.loss);
+        CHECK(s1.max_rebuild_error < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: rebuilt input off by %g",
+              cases[t].name, s1.max_rebuild_error);
+        glow_model_free(m);
+        free(x), free(dx1), free(dx2), free(g1);
+    }
+}
+
+TEST(model_log_prob_matches_train_loss) {
+    const model_case *t = &cases[0];
+    glow_config cfg = config_of(t);
+    size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+    glow_real x[BATCH * 16];
+    int y[BATCH];
+    REQUIRE(d == 16, "case 0 changed size");
+    glow_model *m = make_model(t, x, y);
+    REQUIRE(m, "%s", glow_last_error());
+    double logp[BATCH], bpd[BATCH], mean = 0;
+    REQUIRE_OK(glow_model_log_prob(m, x, NULL, BATCH, logp, bpd));
+    glow_step_stats st;
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+    for (int b = 0; b < BATCH; b++) {
+        mean += bpd[b] / BATCH;
+        CHECK(fabs(bpd[b] + logp[b] / (d * log(2.0))) < 1e-9, "bpd and log p disagree");
+        CHECK(isfinite(bpd[b]), "bpd not finite");
+    }
+    CHECK(fabs(mean - st.bpd) < 1e-9 * (1 + fabs(mean)), "log_prob %.12g vs train step %.12g", mean, st.bpd);
+    glow_model_free(m);
+}
+
+TEST(model_bad_hyperparameters) {
+    glow_config cfg;
+    glow_config_default(&cfg);
+    cfg.levels = 3; /* 28 is not divisible by 8 */
+    CHECK(glow_model_create(&cfg) == NULL, "28x28 with 3 levels was accepted");
+    CHECK(strstr(glow_last_error(), "divisible") && strstr(glow_last_error(), "at most 2"),
+          "unhelpful message: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.width = 0;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "width"), "width 0: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.n_bits = 9;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "n_bits"), "n_bits 9: %s", glow_last_error());
+    cfg.n_bits = 0;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "n_bits"), "n_bits 0: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.depth = 0;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "depth"), "depth 0: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.image_c = 0;
+    CHECK(glow_model_create(&cfg) == NULL, "0 channels accepted");
+    glow_config_default(&cfg);
+    cfg.ycond = 1;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "n_classes"), "ycond without classes: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.permutation = (glow_permutation)7;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "permutation"), "permutation 7: %s", glow_last_error());
+    glow_config_default(&cfg);
+    cfg.weight_y = 1;
+    CHECK(glow_model_create(&cfg) == NULL && strstr(glow_last_error(), "weight_y"), "class loss without classes: %s", glow_last_error());
+    /* A valid model rejects a bad batch size and out-of-range labels without crashing. */
+    glow_config_default(&cfg);
+    cfg.depth = 1, cfg.width = 4, cfg.n_classes = 10, cfg.ycond = 1;
+    glow_model *m = glow_model_create(&cfg);
+    REQUIRE(m, "%s", glow_last_error());
+    glow_real x[784] = {0};
+    int y = 12;
+    CHECK(glow_model_init(m, x, &y, 1) != GLOW_OK && strstr(glow_last_error(), "label"), "label 12: %s", glow_last_error());
+    CHECK(glow_model_init(m, x, NULL, 1) != GLOW_OK, "missing labels accepted");
+    y = 1;
+    CHECK(glow_model_init(m, x, &y, 0) != GLOW_OK && strstr(glow_last_error(), "batch"), "batch 0: %s", glow_last_error());
+    glow_model_free(m);
+}
+
+TEST(model_parameter_table) {
+    glow_config cfg;
+    glow_config_default(&cfg);
+    glow_model *m = glow_model_create(&cfg);
+    REQUIRE(m, "%s", glow_last_error());
+    size_t end = 0;
+    for (int i = 0; i < glow_model_n_tensors(m); i++) {
+        const glow_tensor_info *t = glow_model_tensor(m, i);
+        CHECK(t->offset == end, "%s: offset %zu, expected %zu", t->name, t->offset, end);
+        end = t->offset + t->size;
+        CHECK(glow_model_find_tensor(m, t->name) == i, "%s: name not unique", t->name);
+    }
+    CHECK(end == glow_model_n_params(m), "table covers %zu of %zu", end, glow_model_n_params(m));
+    CHECK(glow_model_find_tensor(m, "level1.step7.coupling.conv3.logs") >= 0, "missing last coupling");
+    CHECK(glow_model_find_tensor(m, "top.prior.bias") >= 0, "missing top prior");
+    glow_model_free(m);
+}
+
+/* A coupling whose scale is nearly zero makes the rebuilt inputs drift; the step must notice
+ * and redo itself with stored activations, giving the stored path's gradients. */
+TEST(model_rebuild_drift_falls_back_to_stored) {
+    const model_case *t = &cases[0];
+    glow_real x[BATCH * 16], dx1[BATCH * 16], dx2[BATCH * 16];
+    int y[BATCH];
+    glow_model *m = make_model(t, x, y);
+    REQUIRE(m, "%s", glow_last_error());
+    int i = glow_model_find_tensor(m, "level0.step0.coupling.conv3.bias");
+    REQUIRE(i >= 0, "no such tensor");
+    const glow_tensor_info *ti = glow_model_tensor(m, i);
+    for (size_t j = 1; j < ti->size; j += 2) glow_model_params(m)[ti->offset + j] = -40; /* scale ~ 1e-18 */
+    glow_step_stats s1, s2;
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s1, dx1));
+    size_t n = glow_model_n_params(m);
+    glow_real *g1 = malloc(sizeof(glow_real) * n);
+    memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+    glow_model_set_store_activations(m, 1);
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s2, dx2));
+    CHECK(s1.recomputed == 1 && s1.max_rebuild_error > 1e-4, "drift %g not detected", s1.max_rebuild_error);
+    CHECK(max_abs_diff(g1, glow_model_grads(m), n) == 0 && max_abs_diff(dx1, dx2, BATCH * 16) == 0,
+          "fallback gradients differ from the stored path's");
+    free(g1);
+    glow_model_free(m);
+}
