@@ -343,6 +343,32 @@ int glow_optimizer_step(glow_optimizer *o, glow_real *params, const glow_real *g
 
 /* ---------------------------------------------------------------- checkpoints ------ */
 /* (src/checkpoint.c) */
+/* A checkpoint holds everything needed to continue training exactly: the hyperparameters,
+ * the weights, the optimizer (its settings, moments, step, Polyak average) and the training
+ * counters; the data order and the dequantisation noise are functions of (seed, step,
+ * epoch), so the counters are the generator's state. docs/FORMAT.md describes the file.
+ * Saving writes a temporary file beside the target, fsyncs it and renames it over the
+ * target, so a crash never leaves a half-written checkpoint. */
+typedef struct glow_train_state {
+    int64_t step;          /* optimizer updates done */
+    int64_t epoch;         /* current epoch (0-based) */
+    int64_t batch_in_epoch; /* batches of the current epoch already consumed */
+    int64_t skipped;       /* steps skipped for a non-finite loss or gradient */
+    uint64_t data_seed;    /* data order and dequantisation noise */
+    int batch;             /* global batch size */
+} glow_train_state;
+
+/* opt may be NULL (weights only: no optimizer section). */
+int glow_checkpoint_save(const char *path, const glow_model *m, const glow_optimizer *opt,
+                         const glow_train_state *state);
+/* Load a checkpoint: a new model with its weights, or with the Polyak average as weights
+ * if use_average is set and the file has one. opt (if not NULL) receives the optimizer when
+ * the file has one (else opt->m == NULL); state (if not NULL) the counters. NULL on failure,
+ * with a message naming the file and what is wrong (missing, truncated, bad magic, version,
+ * checksum, sizes). Everything is checked before anything is returned. */
+glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimizer *opt,
+                                 glow_train_state *state);
+
 
 /* ---------------------------------------------------------------- randomness ------- */
 
