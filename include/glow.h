@@ -318,7 +318,8 @@ typedef struct glow_optim_config {
     double beta1, beta2, eps; /* 0.9, 0.999, 1e-8 */
     int warmup;       /* steps of linear warm-up from lr/warmup to lr (0: none) */
     double grad_clip; /* clip the global gradient norm to this (0: off) */
-    double polyak;    /* decay of the weight average, e.g. 0.999 (0: average = weights) */
+    double polyak;    /* decay of the weight average, e.g. 0.999 (0: average = weights); the
+                         decay used at update t is min(polyak, (1 + t) / (10 + t)) */
 } glow_optim_config;
 
 typedef struct glow_optimizer {

@@ -60,7 +60,10 @@ int glow_optimizer_step(glow_optimizer *o, glow_real *params, const glow_real *g
     double clip = o->cfg.grad_clip > 0 && norm > o->cfg.grad_clip ? o->cfg.grad_clip / norm : 1.0;
     double lr = glow_optimizer_lr(o), b1 = o->cfg.beta1, b2 = o->cfg.beta2, eps = o->cfg.eps;
     double t = (double)(o->step + 1);
-    double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t), decay = o->cfg.polyak;
+    double c1 = 1.0 - pow(b1, t), c2 = 1.0 - pow(b2, t);
+    /* The average's decay ramps up as (1 + t) / (10 + t), so that early on it follows the
+     * weights instead of staying near their initial values. */
+    double decay = fmin(o->cfg.polyak, (1.0 + t) / (10.0 + t));
     int adamax = o->cfg.kind == GLOW_ADAMAX;
     #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < o->n; i++) {

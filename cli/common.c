@@ -1,0 +1,182 @@
+/* common.c: helpers the subcommands share (see cli.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "cli.h"
+
+const char *cli_command = "";
+
+static void vreport(const char *fmt, va_list ap) {
+    fprintf(stderr, "glow%s%s: ", cli_command[0] ? " " : "", cli_command);
+    vfprintf(stderr, fmt, ap);
+    fputc('\n', stderr);
+}
+
+int cli_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+    return EXIT_USER;
+}
+
+int cli_usage_error(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vreport(fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "Try 'glow %s --help'.\n", cli_command);
+    return EXIT_USAGE;
+}
+
+int parse_i64(const char *option, const char *s, long long lo, long long hi, long long *out) {
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno || end == s || *end || v < lo || v > hi) {
+        cli_usage_error("%s '%s': expected an integer in %lld..%lld", option, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_int(const char *option, const char *s, long lo, long hi, int *out) {
+    long long v;
+    if (parse_i64(option, s, lo, hi, &v)) return -1;
+    *out = (int)v;
+    return 0;
+}
+
+int parse_double(const char *option, const char *s, double lo, double hi, double *out) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || *end || !isfinite(v) || v < lo || v > hi) {
+        cli_usage_error("%s '%s': expected a number in [%g, %g]", option, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+int parse_doubles(const char *option, const char *s, double lo, double hi, double *out, int max,
+                  int *n) {
+    char buf[256];
+    if (strlen(s) >= sizeof buf) return cli_usage_error("%s: list too long", option), -1;
+    strcpy(buf, s);
+    *n = 0;
+    for (char *save, *tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+        if (*n == max) return cli_usage_error("%s: at most %d values", option, max), -1;
+        if (parse_double(option, tok, lo, hi, &out[*n])) return -1;
+        (*n)++;
+    }
+    if (*n == 0) return cli_usage_error("%s '%s': expected a number or a list", option, s), -1;
+    return 0;
+}
+
+double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void format_duration(char *buf, size_t size, double s) {
+    if (!isfinite(s) || s < 0) snprintf(buf, size, "?");
+    else if (s >= 3600) snprintf(buf, size, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else if (s >= 60) snprintf(buf, size, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+    else snprintf(buf, size, "%ds", (int)s);
+}
+
+double peak_rss_mib(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss / 1024.0;
+}
+
+glow_model *load_model(const char *path, int raw) {
+    glow_model *m = glow_checkpoint_load(path, !raw, NULL, NULL);
+    if (!m) cli_error("%s", glow_last_error());
+    return m;
+}
+
+int load_data(glow_dataset *ds, const char *path, const char *split, int image_size) {
+    if (glow_dataset_load(ds, path, split, image_size) != GLOW_OK)
+        return cli_error("%s", glow_last_error());
+    return 0;
+}
+
+int check_data_fits(const glow_dataset *ds, const glow_config *cfg, const char *path) {
+    if (ds->h != cfg->image_h || ds->w != cfg->image_w || ds->c != cfg->image_c)
+        return cli_error("%s: images are %dx%dx%d but the model takes %dx%dx%d", path, ds->h,
+                         ds->w, ds->c, cfg->image_h, cfg->image_w, cfg->image_c);
+    if ((cfg->ycond || cfg->weight_y > 0) && !ds->labels)
+        return cli_error("%s: the model is class-conditional but the data has no labels", path);
+    if (ds->labels && cfg->n_classes > 0 && (cfg->ycond || cfg->weight_y > 0))
+        for (int i = 0; i < ds->n; i++)
+            if (ds->labels[i] < 0 || ds->labels[i] >= cfg->n_classes)
+                return cli_error("%s: label %d of image %d is outside the model's %d classes",
+                                 path, ds->labels[i], i, cfg->n_classes);
+    return 0;
+}
+
+int cli_log_prob(glow_model *m, const glow_dataset *ds, int count, int batch, uint64_t seed,
+                 double *bpd) {
+    const glow_config *cfg = glow_model_config(m);
+    size_t d = glow_model_dim(m);
+    int conditional = cfg->ycond || cfg->weight_y > 0;
+    glow_real *x = malloc(sizeof(glow_real) * batch * d);
+    if (!x) return cli_error("out of memory");
+    for (int start = 0; start < count; start += batch) {
+        int n = count - start < batch ? count - start : batch;
+        /* The noise of image i depends only on (seed, i): the same for any batch size. */
+        for (int b = 0; b < n; b++)
+            glow_preprocess(x + b * d, ds->pixels + (size_t)(start + b) * d, 1, d, cfg->n_bits,
+                            seed, (uint64_t)(start + b));
+        if (glow_model_log_prob(m, x, conditional ? ds->labels + start : NULL, n, NULL,
+                                bpd + start) != GLOW_OK) {
+            free(x);
+            return cli_error("%s", glow_last_error());
+        }
+    }
+    free(x);
+    return 0;
+}
+
+int write_sample_grid(const char *path, const glow_real *x, int n, const glow_config *cfg,
+                      int cols) {
+    size_t d = (size_t)cfg->image_h * cfg->image_w * cfg->image_c;
+    uint8_t *px = malloc(n * d);
+    if (!px) return cli_error("out of memory");
+    glow_postprocess(px, x, n, d, cfg->n_bits);
+    int rc = glow_grid_write(path, px, n, cfg->image_h, cfg->image_w, cfg->image_c, cols, 2);
+    free(px);
+    return rc == GLOW_OK ? 0 : cli_error("%s", glow_last_error());
+}
+
+int make_dirs(const char *path, int is_dir) {
+    char buf[4096];
+    if (strlen(path) >= sizeof buf) return cli_error("%s: path too long", path);
+    strcpy(buf, path);
+    if (!is_dir) {
+        char *slash = strrchr(buf, '/');
+        if (!slash) return 0;
+        *slash = 0;
+    }
+    for (char *p = buf + 1; ; p++) {
+        if (*p == '/' || *p == 0) {
+            char keep = *p;
+            *p = 0;
+            if (mkdir(buf, 0777) && errno != EEXIST)
+                return cli_error("%s: cannot create directory: %s", buf, strerror(errno));
+            *p = keep;
+            if (!keep) break;
+        }
+    }
+    return 0;
+}

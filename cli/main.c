@@ -1,0 +1,39 @@
+/* main.c: the `glow` command: dispatches to one file per subcommand. */
+#include <string.h>
+#include "cli.h"
+
+static const struct {
+    const char *name;
+    int (*run)(int, char **);
+    const char *what;
+} commands[] = {
+    {"train", cmd_train, "train a model (default: Fashion-MNIST), with checkpoints"},
+    {"eval", cmd_eval, "exact bits/dim of a checkpoint on a test set"},
+    {"sample", cmd_sample, "a PNG grid of samples at one or more temperatures"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "glow: Glow (Kingma & Dhariwal, 2018) in C: exact likelihood, exact inverse.\n\n"
+               "Usage: glow COMMAND [OPTIONS]   (glow COMMAND --help for its options)\n\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].what);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) {
+            cli_command = commands[i].name;
+            return commands[i].run(argc - 1, argv + 1);
+        }
+    fprintf(stderr, "glow: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,487 @@
+/* train.c: `glow train`: maximise the exact log-likelihood on a data set, with
+ * data-dependent init, Adam/Adamax, warm-up, a Polyak average, periodic test bits/dim and
+ * sample grids, a live progress line, JSONL metrics, a training-curve plot, and atomic
+ * checkpoints that let a run continue exactly where it stopped.
+ *
+ * Exact resumption: the data order of epoch e is a permutation drawn from (seed, e), the
+ * dequantisation noise of step s is drawn from (seed, s), and the checkpoint holds the
+ * weights, the optimizer's moments and average, and the counters. So a run stopped at step
+ * N and resumed reaches the same weights at step M as one that never stopped. */
+#include <math.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "cli.h"
+
+static volatile sig_atomic_t stop_requested;
+static void on_signal(int sig) { stop_requested = sig; }
+
+static const char *help =
+    "Usage: glow train [OPTIONS]\n"
+    "Train a multi-scale Glow by maximum likelihood. With no options: the default model on\n"
+    "Fashion-MNIST (" DEFAULT_DATA ") at 28x28x1.\n\n"
+    "Data:\n"
+    "  --data PATH           IDX file or folder, CIFAR-10 folder, or image folder\n"
+    "  --image-size N        resize (centre crop + area/linear) to NxN (default: native)\n"
+    "Model (taken from the checkpoint with --resume):\n"
+    "  --levels L            scales (default 2)\n"
+    "  --depth K             flow steps per scale (default 8)\n"
+    "  --width W             coupling network channels (default 128)\n"
+    "  --coupling C          additive | affine (default affine)\n"
+    "  --permutation P       reverse | shuffle | invconv | invconv-lu (default invconv-lu)\n"
+    "  --no-learntop         standard normal top prior instead of a learned one\n"
+    "  --ycond               class-conditional top prior (needs labels)\n"
+    "  --weight-y X          weight of the class loss on the top latent (default 0)\n"
+    "  --n-bits N            bits per colour, 1..8 (default 8)\n"
+    "Optimisation:\n"
+    "  --batch B             batch size (default 64)\n"
+    "  --init-batch B        images for the data-dependent init (default 256)\n"
+    "  --steps N             total optimizer steps (default 10000)\n"
+    "  --epochs E            total epochs instead of --steps\n"
+    "  --minutes M           stop (with a checkpoint) after M minutes of training\n"
+    "  --lr X                peak learning rate (default 1e-3)\n"
+    "  --warmup N            linear warm-up steps (default 200)\n"
+    "  --optimizer O         adam | adamax (default adam)\n"
+    "  --polyak X            decay of the weight average used by eval and sample (default 0.999)\n"
+    "  --grad-clip X         clip the global gradient norm (default: off)\n"
+    "  --seed S              weights, data order and noise (default 1)\n"
+    "  --store-activations   keep activations for the backward pass: faster, memory grows\n"
+    "                        with depth (default: rebuild them, memory flat in depth)\n"
+    "  --max-skips N         stop after N non-finite steps in a row (default 20)\n"
+    "Output:\n"
+    "  --out DIR             metrics.jsonl, curve.png, samples/ (default runs/train)\n"
+    "  --checkpoint FILE     (default DIR/checkpoint.glow); never overwritten without --resume\n"
+    "  --resume              continue the run in --checkpoint exactly\n"
+    "  --save-every N        checkpoint every N steps (default 500)\n"
+    "  --save-minutes M      and every M minutes (default 10)\n"
+    "  --eval-every N        test bits/dim every N steps (default 1000; 0: only at the end)\n"
+    "  --eval-n N            test images for the periodic evaluation (default 2000)\n"
+    "  --sample-every N      sample grid at T=0.7 every N steps (default 1000)\n"
+    "  --log-every N         progress and metrics every N steps (default 10)\n"
+    "  --threads T           threads (default: all cores)\n";
+
+enum {
+    O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_PERMUTATION,
+    O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
+    O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_MAX_SKIPS,
+    O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
+    O_SAMPLE_EVERY, O_LOG_EVERY, O_THREADS, O_HELP, O_COUNT
+};
+
+static const struct option long_options[] = {
+    {"data", 1, 0, O_DATA}, {"image-size", 1, 0, O_IMAGE_SIZE}, {"levels", 1, 0, O_LEVELS},
+    {"depth", 1, 0, O_DEPTH}, {"width", 1, 0, O_WIDTH}, {"coupling", 1, 0, O_COUPLING},
+    {"permutation", 1, 0, O_PERMUTATION}, {"no-learntop", 0, 0, O_NO_LEARNTOP},
+    {"ycond", 0, 0, O_YCOND}, {"weight-y", 1, 0, O_WEIGHT_Y}, {"n-bits", 1, 0, O_N_BITS},
+    {"batch", 1, 0, O_BATCH}, {"init-batch", 1, 0, O_INIT_BATCH}, {"steps", 1, 0, O_STEPS},
+    {"epochs", 1, 0, O_EPOCHS}, {"minutes", 1, 0, O_MINUTES}, {"lr", 1, 0, O_LR},
+    {"warmup", 1, 0, O_WARMUP}, {"optimizer", 1, 0, O_OPTIMIZER}, {"polyak", 1, 0, O_POLYAK},
+    {"grad-clip", 1, 0, O_GRAD_CLIP}, {"seed", 1, 0, O_SEED},
+    {"store-activations", 0, 0, O_STORE}, {"max-skips", 1, 0, O_MAX_SKIPS},
+    {"out", 1, 0, O_OUT}, {"checkpoint", 1, 0, O_CHECKPOINT}, {"resume", 0, 0, O_RESUME},
+    {"save-every", 1, 0, O_SAVE_EVERY}, {"save-minutes", 1, 0, O_SAVE_MINUTES},
+    {"eval-every", 1, 0, O_EVAL_EVERY}, {"eval-n", 1, 0, O_EVAL_N},
+    {"sample-every", 1, 0, O_SAMPLE_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
+    {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+
+typedef struct train_opts {
+    const char *data, *out;
+    char checkpoint[4096];
+    int image_size;
+    glow_config cfg;
+    glow_optim_config oc;
+    int batch, init_batch, resume, store, max_skips, threads;
+    long long steps;
+    double epochs, minutes, save_minutes;
+    int save_every, eval_every, eval_n, sample_every, log_every;
+    char given[O_COUNT]; /* which options the user set */
+} train_opts;
+
+static int parse_options(train_opts *o, int argc, char **argv) {
+    memset(o, 0, sizeof *o);
+    glow_config_default(&o->cfg);
+    glow_optim_config_default(&o->oc);
+    o->oc.warmup = 200;
+    o->data = DEFAULT_DATA;
+    o->out = "runs/train";
+    o->batch = 64, o->init_batch = 256, o->steps = 10000, o->max_skips = 20;
+    o->save_every = 500, o->save_minutes = 10, o->eval_every = 1000, o->eval_n = 2000;
+    o->sample_every = 1000, o->log_every = 10;
+    int c, v;
+    long long ll;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+        if (c == '?') return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        if (c == ':') return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        if (c == 'h') c = O_HELP;
+        if (c >= 0 && c < O_COUNT) o->given[c] = 1;
+        switch (c) {
+        case O_HELP: fputs(help, stdout); exit(0);
+        case O_DATA: o->data = optarg; break;
+        case O_IMAGE_SIZE: if (parse_int("--image-size", optarg, 1, 4096, &o->image_size)) return 2; break;
+        case O_LEVELS: if (parse_int("--levels", optarg, 1, 16, &o->cfg.levels)) return 2; break;
+        case O_DEPTH: if (parse_int("--depth", optarg, 1, 1024, &o->cfg.depth)) return 2; break;
+        case O_WIDTH: if (parse_int("--width", optarg, 1, 8192, &o->cfg.width)) return 2; break;
+        case O_COUPLING:
+            if ((v = glow_coupling_parse(optarg)) < 0)
+                return cli_usage_error("--coupling '%s': expected additive or affine", optarg);
+            o->cfg.coupling = v;
+            break;
+        case O_PERMUTATION:
+            if ((v = glow_permutation_parse(optarg)) < 0)
+                return cli_usage_error("--permutation '%s': expected reverse, shuffle, invconv or "
+                                       "invconv-lu", optarg);
+            o->cfg.permutation = v;
+            break;
+        case O_NO_LEARNTOP: o->cfg.learntop = 0; break;
+        case O_YCOND: o->cfg.ycond = 1; break;
+        case O_WEIGHT_Y: if (parse_double("--weight-y", optarg, 0, 1e6, &o->cfg.weight_y)) return 2; break;
+        case O_N_BITS: if (parse_int("--n-bits", optarg, 1, 8, &o->cfg.n_bits)) return 2; break;
+        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 20, &o->batch)) return 2; break;
+        case O_INIT_BATCH: if (parse_int("--init-batch", optarg, 1, 1 << 20, &o->init_batch)) return 2; break;
+        case O_STEPS: if (parse_i64("--steps", optarg, 0, 1LL << 40, &o->steps)) return 2; break;
+        case O_EPOCHS: if (parse_double("--epochs", optarg, 0, 1e9, &o->epochs)) return 2; break;
+        case O_MINUTES: if (parse_double("--minutes", optarg, 0, 1e9, &o->minutes)) return 2; break;
+        case O_LR: if (parse_double("--lr", optarg, 1e-12, 1e6, &o->oc.lr)) return 2; break;
+        case O_WARMUP: if (parse_int("--warmup", optarg, 0, 1 << 30, &o->oc.warmup)) return 2; break;
+        case O_OPTIMIZER:
+            if (!strcmp(optarg, "adam")) o->oc.kind = GLOW_ADAM;
+            else if (!strcmp(optarg, "adamax")) o->oc.kind = GLOW_ADAMAX;
+            else return cli_usage_error("--optimizer '%s': expected adam or adamax", optarg);
+            break;
+        case O_POLYAK: if (parse_double("--polyak", optarg, 0, 0.999999999, &o->oc.polyak)) return 2; break;
+        case O_GRAD_CLIP: if (parse_double("--grad-clip", optarg, 0, 1e12, &o->oc.grad_clip)) return 2; break;
+        case O_SEED:
+            if (parse_i64("--seed", optarg, 0, 1LL << 62, &ll)) return 2;
+            o->cfg.seed = (uint64_t)ll;
+            break;
+        case O_STORE: o->store = 1; break;
+        case O_MAX_SKIPS: if (parse_int("--max-skips", optarg, 1, 1 << 30, &o->max_skips)) return 2; break;
+        case O_OUT: o->out = optarg; break;
+        case O_CHECKPOINT:
+            if (strlen(optarg) >= sizeof o->checkpoint) return cli_usage_error("--checkpoint: path too long");
+            strcpy(o->checkpoint, optarg);
+            break;
+        case O_RESUME: o->resume = 1; break;
+        case O_SAVE_EVERY: if (parse_int("--save-every", optarg, 1, 1 << 30, &o->save_every)) return 2; break;
+        case O_SAVE_MINUTES: if (parse_double("--save-minutes", optarg, 0.001, 1e9, &o->save_minutes)) return 2; break;
+        case O_EVAL_EVERY: if (parse_int("--eval-every", optarg, 0, 1 << 30, &o->eval_every)) return 2; break;
+        case O_EVAL_N: if (parse_int("--eval-n", optarg, 1, 1 << 30, &o->eval_n)) return 2; break;
+        case O_SAMPLE_EVERY: if (parse_int("--sample-every", optarg, 0, 1 << 30, &o->sample_every)) return 2; break;
+        case O_LOG_EVERY: if (parse_int("--log-every", optarg, 1, 1 << 30, &o->log_every)) return 2; break;
+        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &o->threads)) return 2; break;
+        }
+    }
+    if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (o->given[O_STEPS] && o->given[O_EPOCHS])
+        return cli_usage_error("give --steps or --epochs, not both");
+    if (!o->checkpoint[0]) snprintf(o->checkpoint, sizeof o->checkpoint, "%s/checkpoint.glow", o->out);
+    return 0;
+}
+
+/* With --resume, model options the user gives must agree with the checkpoint's. */
+static int check_resume_options(const train_opts *o, const glow_config *ck) {
+    struct { int opt; const char *name; long given, stored; } ints[] = {
+        {O_LEVELS, "--levels", o->cfg.levels, ck->levels},
+        {O_DEPTH, "--depth", o->cfg.depth, ck->depth},
+        {O_WIDTH, "--width", o->cfg.width, ck->width},
+        {O_COUPLING, "--coupling", o->cfg.coupling, ck->coupling},
+        {O_PERMUTATION, "--permutation", o->cfg.permutation, ck->permutation},
+        {O_N_BITS, "--n-bits", o->cfg.n_bits, ck->n_bits},
+        {O_NO_LEARNTOP, "--no-learntop", o->cfg.learntop, ck->learntop},
+        {O_YCOND, "--ycond", o->cfg.ycond, ck->ycond},
+    };
+    for (size_t i = 0; i < sizeof ints / sizeof ints[0]; i++)
+        if (o->given[ints[i].opt] && ints[i].given != ints[i].stored)
+            return cli_error("%s holds a model with a different %s (%ld, not %ld): drop the "
+                             "option or choose another --checkpoint", o->checkpoint,
+                             ints[i].name, ints[i].stored, ints[i].given);
+    if (o->given[O_WEIGHT_Y] && o->cfg.weight_y != ck->weight_y)
+        return cli_error("%s holds a model with --weight-y %g, not %g", o->checkpoint,
+                         ck->weight_y, o->cfg.weight_y);
+    return 0;
+}
+
+/* ---- the training curve, kept in memory and redrawn as a PNG ------------------------- */
+
+typedef struct curve {
+    double *step, *train, *test;
+    int n, cap;
+} curve;
+
+static void curve_add(curve *c, double step, double train, double test) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 256;
+        c->step = realloc(c->step, sizeof(double) * c->cap);
+        c->train = realloc(c->train, sizeof(double) * c->cap);
+        c->test = realloc(c->test, sizeof(double) * c->cap);
+        if (!c->step || !c->train || !c->test) exit(cli_error("out of memory"));
+    }
+    c->step[c->n] = step, c->train[c->n] = train, c->test[c->n] = test;
+    c->n++;
+}
+
+/* Rebuild the curve of a resumed run from its metrics file (lines up to `upto` steps). */
+static void curve_load(curve *c, const char *metrics, long long upto) {
+    FILE *f = fopen(metrics, "r");
+    if (!f) return;
+    char line[1024];
+    while (fgets(line, sizeof line, f)) {
+        const char *s = strstr(line, "\"step\":"), *tr = strstr(line, "\"train_bpd\":"),
+                   *te = strstr(line, "\"test_bpd\":");
+        if (!s) continue;
+        double step = atof(s + 7);
+        if (step > upto) continue;
+        curve_add(c, step, tr ? atof(tr + 12) : NAN, te ? atof(te + 11) : NAN);
+    }
+    fclose(f);
+}
+
+static void curve_write(const curve *c, const char *path) {
+    if (c->n < 2) return;
+    const double *ys[2] = {c->train, c->test};
+    const char *labels[2] = {"train bits/dim", "test bits/dim"};
+    if (glow_plot_write(path, "glow train", c->step, ys, labels, 2, c->n, 800, 480) != GLOW_OK)
+        fprintf(stderr, "\nglow train: warning: %s\n", glow_last_error());
+}
+
+/* ---- weights: the Polyak average is swapped in for evaluation and samples ------------ */
+
+static void swap_average(glow_model *m, glow_optimizer *opt) {
+    glow_real *p = glow_model_params(m);
+    for (size_t i = 0; i < opt->n; i++) {
+        glow_real t = p[i];
+        p[i] = opt->avg[i];
+        opt->avg[i] = t;
+    }
+}
+
+static int save(const train_opts *o, glow_model *m, glow_optimizer *opt, const glow_train_state *st) {
+    if (glow_checkpoint_save(o->checkpoint, m, opt, st) != GLOW_OK)
+        return cli_error("%s", glow_last_error());
+    return 0;
+}
+
+static double mean_of(const double *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += v[i];
+    return s / n;
+}
+
+int cmd_train(int argc, char **argv) {
+    train_opts o;
+    int rc = parse_options(&o, argc, argv);
+    if (rc) return rc;
+    glow_set_threads(o.threads);
+
+    glow_dataset train = {0}, test = {0};
+    if (load_data(&train, o.data, "train", o.image_size)) return EXIT_USER;
+    int have_test = glow_dataset_load(&test, o.data, "test", o.image_size) == GLOW_OK;
+    if (!have_test) test = train; /* an image folder has one split: evaluate on it */
+
+    glow_model *m = NULL;
+    glow_optimizer opt = {0};
+    glow_train_state st = {0};
+    if (o.resume) {
+        m = glow_checkpoint_load(o.checkpoint, 0, &opt, &st);
+        if (!m) return cli_error("%s", glow_last_error());
+        if (!opt.m) return cli_error("%s has no optimizer state: it cannot be resumed", o.checkpoint);
+        if (check_resume_options(&o, glow_model_config(m))) return EXIT_USER;
+        if (o.given[O_BATCH] && o.batch != st.batch)
+            return cli_error("%s was trained with --batch %d: an exact resume needs the same",
+                             o.checkpoint, st.batch);
+        o.batch = st.batch;
+        if (o.given[O_LR]) opt.cfg.lr = o.oc.lr;
+        if (o.given[O_WARMUP]) opt.cfg.warmup = o.oc.warmup;
+        if (o.given[O_GRAD_CLIP]) opt.cfg.grad_clip = o.oc.grad_clip;
+    } else {
+        if (access(o.checkpoint, F_OK) == 0)
+            return cli_error("%s exists: continue it with --resume, or choose another "
+                             "--checkpoint (a checkpoint is never overwritten)", o.checkpoint);
+        o.cfg.image_h = train.h, o.cfg.image_w = train.w, o.cfg.image_c = train.c;
+        if (o.cfg.ycond || o.cfg.weight_y > 0) {
+            if (!train.labels) return cli_error("%s: --ycond and --weight-y need labels", o.data);
+            o.cfg.n_classes = train.n_classes;
+        }
+        m = glow_model_create(&o.cfg);
+        if (!m) return cli_error("%s", glow_last_error());
+    }
+    const glow_config *cfg = glow_model_config(m);
+    if (check_data_fits(&train, cfg, o.data)) return EXIT_USER;
+    if (o.batch > train.n)
+        return cli_error("%s: %d images, fewer than one batch of %d", o.data, train.n, o.batch);
+    glow_model_set_store_activations(m, o.store);
+    if (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0)) return EXIT_USER;
+    char metrics_path[4200], curve_path[4200], samples_dir[4200], path[4400];
+    snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);
+    snprintf(curve_path, sizeof curve_path, "%s/curve.png", o.out);
+    snprintf(samples_dir, sizeof samples_dir, "%s/samples", o.out);
+    if (make_dirs(samples_dir, 1)) return EXIT_USER;
+
+    size_t d = glow_model_dim(m);
+    int conditional = cfg->ycond || cfg->weight_y > 0;
+    uint8_t *px = malloc((size_t)(o.batch > o.init_batch ? o.batch : o.init_batch) * d);
+    int *labels = malloc(sizeof(int) * (o.batch > o.init_batch ? o.batch : o.init_batch));
+    glow_real *x = malloc(sizeof(glow_real) * (o.batch > o.init_batch ? o.batch : o.init_batch) * d);
+    int *order = malloc(sizeof(int) * train.n);
+    int eval_n = o.eval_n < test.n ? o.eval_n : test.n;
+    double *bpd = malloc(sizeof(double) * test.n);
+    glow_real *samples = malloc(sizeof(glow_real) * 64 * d);
+    if (!px || !labels || !x || !order || !bpd || !samples) return cli_error("out of memory");
+
+    if (!o.resume) {
+        /* Data-dependent init on the first images of epoch 0's order. */
+        st.data_seed = cfg->seed;
+        st.batch = o.batch;
+        int n_init = o.init_batch < train.n ? o.init_batch : train.n;
+        glow_dataset_shuffle_order(order, train.n, st.data_seed, 0);
+        glow_dataset_gather(px, labels, &train, order, n_init);
+        glow_preprocess(x, px, n_init, d, cfg->n_bits, st.data_seed, UINT64_MAX);
+        if (glow_model_init(m, x, conditional ? labels : NULL, n_init) != GLOW_OK)
+            return cli_error("%s", glow_last_error());
+        if (glow_optimizer_init(&opt, &o.oc, glow_model_n_params(m), glow_model_params(m)) != GLOW_OK)
+            return cli_error("%s", glow_last_error());
+        if (save(&o, m, &opt, &st)) return EXIT_USER;
+        remove(metrics_path);
+    }
+    long long total = o.given[O_EPOCHS] ? (long long)ceil(o.epochs * (train.n / o.batch)) : o.steps;
+    int batches_per_epoch = train.n / o.batch; /* the last partial batch is dropped */
+    FILE *metrics = fopen(metrics_path, "a");
+    if (!metrics) return cli_error("%s: cannot open for writing", metrics_path);
+    curve cv = {0};
+    if (o.resume) curve_load(&cv, metrics_path, st.step);
+
+    fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s %s, %zu "
+                    "parameters; batch %d, %d threads, %s\n",
+            o.data, train.n, train.h, train.w, train.c, cfg->levels, cfg->depth, cfg->width,
+            glow_coupling_name(cfg->coupling), glow_permutation_name(cfg->permutation),
+            glow_model_n_trainable(m), o.batch, glow_get_threads(),
+            o.resume ? "resuming" : "fresh start");
+    if (o.resume)
+        fprintf(stderr, "glow train: resuming %s at step %lld (epoch %lld)\n", o.checkpoint,
+                (long long)st.step, (long long)st.epoch);
+
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int tty = isatty(2), skips_in_row = 0;
+    double t_start = now_seconds(), t_save = t_start, train_seconds = 0;
+    double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN;
+    int n_interval = 0;
+    long long start_step = st.step;
+    glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
+    int status = 0;
+    const char *stop_reason = "done";
+    while (st.step < total) {
+        if (stop_requested) { stop_reason = "interrupted"; break; }
+        if (o.minutes > 0 && now_seconds() - t_start > o.minutes * 60) { stop_reason = "time budget"; break; }
+        if (st.batch_in_epoch >= batches_per_epoch) {
+            st.epoch++;
+            st.batch_in_epoch = 0;
+            glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
+        }
+        double t0 = now_seconds();
+        glow_dataset_gather(px, labels, &train, order + st.batch_in_epoch * o.batch, o.batch);
+        glow_preprocess(x, px, o.batch, d, cfg->n_bits, st.data_seed, (uint64_t)st.step);
+        st.batch_in_epoch++;
+        glow_step_stats ss;
+        if (glow_model_train_step(m, x, conditional ? labels : NULL, o.batch, &ss, NULL) != GLOW_OK) {
+            status = cli_error("%s", glow_last_error());
+            break;
+        }
+        double gnorm;
+        if (!isfinite(ss.loss) ||
+            glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), &gnorm) != GLOW_OK) {
+            st.skipped++;
+            skips_in_row++;
+            fprintf(stderr, "%sglow train: step %lld skipped: non-finite %s (%lld skipped so far)\n",
+                    tty ? "\n" : "", (long long)st.step + 1,
+                    isfinite(ss.loss) ? "gradient" : "loss", (long long)st.skipped);
+            if (skips_in_row >= o.max_skips) {
+                status = cli_error("stopping: %d non-finite steps in a row; the last good "
+                                   "checkpoint %s is intact (try a lower --lr or --grad-clip)",
+                                   skips_in_row, o.checkpoint);
+                stop_reason = NULL;
+                break;
+            }
+            continue;
+        }
+        skips_in_row = 0;
+        st.step++;
+        train_seconds += now_seconds() - t0;
+        bpd_sum += ss.bpd;
+        n_interval++;
+
+        int last = st.step == total;
+        if (st.step % o.log_every == 0 || last) {
+            double dt = now_seconds() - t_interval, ips = n_interval * o.batch / dt;
+            double mean_bpd = bpd_sum / n_interval;
+            double rate = (st.step - start_step) / train_seconds;
+            double eta = (total - st.step) / rate;
+            if (o.minutes > 0) eta = fmin(eta, o.minutes * 60 - (now_seconds() - t_start));
+            char eta_s[32];
+            format_duration(eta_s, sizeof eta_s, eta);
+            fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %.3f  "
+                    "lr %.2g  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
+                    st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
+                    last_test, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
+            fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
+                    "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"recomputed\":%d,"
+                    "\"time_s\":%.1f}\n", (long long)st.step,
+                    st.epoch + (double)st.batch_in_epoch / batches_per_epoch, mean_bpd,
+                    glow_optimizer_lr(&opt), ips, gnorm, (long long)st.skipped, ss.recomputed,
+                    now_seconds() - t_start);
+            fflush(metrics);
+            curve_add(&cv, st.step, mean_bpd, NAN);
+            bpd_sum = 0, n_interval = 0, t_interval = now_seconds();
+        }
+        if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {
+            swap_average(m, &opt);
+            int failed = cli_log_prob(m, &test, eval_n, 256, 0, bpd);
+            swap_average(m, &opt);
+            if (failed) { status = EXIT_USER; break; }
+            last_test = mean_of(bpd, eval_n);
+            fprintf(metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
+                    (long long)st.step, last_test, eval_n);
+            fflush(metrics);
+            curve_add(&cv, st.step, NAN, last_test);
+            curve_write(&cv, curve_path);
+            t_interval = now_seconds();
+        }
+        if ((o.sample_every > 0 && st.step % o.sample_every == 0) || last) {
+            swap_average(m, &opt);
+            int ok = glow_model_sample(m, NULL, 64, 0.7, 0, samples) == GLOW_OK;
+            swap_average(m, &opt);
+            snprintf(path, sizeof path, "%s/step%07lld.png", samples_dir, (long long)st.step);
+            if (!ok || write_sample_grid(path, samples, 64, cfg, 8)) {
+                status = cli_error("%s", glow_last_error());
+                break;
+            }
+            t_interval = now_seconds();
+        }
+        if (st.step % o.save_every == 0 || now_seconds() - t_save > o.save_minutes * 60) {
+            if (save(&o, m, &opt, &st)) { status = EXIT_USER; break; }
+            t_save = now_seconds();
+        }
+    }
+    if (tty) fputc('\n', stderr);
+    if (stop_reason) {
+        if (save(&o, m, &opt, &st)) status = EXIT_USER;
+        curve_write(&cv, curve_path);
+        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s; test %.3f bits/dim; peak "
+                "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st.step,
+                o.checkpoint, last_test, peak_rss_mib(), (long long)st.skipped);
+    }
+    fclose(metrics);
+    glow_optimizer_free(&opt);
+    glow_model_free(m);
+    if (have_test) glow_dataset_free(&test);
+    glow_dataset_free(&train);
+    free(px), free(labels), free(x), free(order), free(bpd), free(samples);
+    free(cv.step), free(cv.train), free(cv.test);
+    return status;
+}
