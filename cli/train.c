@@ -388,19 +388,22 @@ int cmd_train(int argc, char **argv) {
         glow_dataset_gather(px, labels, &train, order + st.batch_in_epoch * o.batch, o.batch);
         glow_preprocess(x, px, o.batch, d, cfg->n_bits, st.data_seed, (uint64_t)st.step);
         st.batch_in_epoch++;
+        /* A step whose loss or gradient is not finite (or whose 1x1 convolution became
+         * singular) never reaches the weights: it is skipped and counted. */
         glow_step_stats ss;
-        if (glow_model_train_step(m, x, conditional ? labels : NULL, o.batch, &ss, NULL) != GLOW_OK) {
-            status = cli_error("%s", glow_last_error());
-            break;
-        }
-        double gnorm;
-        if (!isfinite(ss.loss) ||
-            glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), &gnorm) != GLOW_OK) {
+        double gnorm = NAN;
+        char why[300] = "";
+        if (glow_model_train_step(m, x, conditional ? labels : NULL, o.batch, &ss, NULL) != GLOW_OK)
+            snprintf(why, sizeof why, "%s", glow_last_error());
+        else if (!isfinite(ss.loss))
+            snprintf(why, sizeof why, "non-finite loss");
+        else if (glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), &gnorm) != GLOW_OK)
+            snprintf(why, sizeof why, "%s", glow_last_error());
+        if (why[0]) {
             st.skipped++;
             skips_in_row++;
-            fprintf(stderr, "%sglow train: step %lld skipped: non-finite %s (%lld skipped so far)\n",
-                    tty ? "\n" : "", (long long)st.step + 1,
-                    isfinite(ss.loss) ? "gradient" : "loss", (long long)st.skipped);
+            fprintf(stderr, "%sglow train: step %lld skipped: %s (%lld skipped so far)\n",
+                    tty ? "\n" : "", (long long)st.step + 1, why, (long long)st.skipped);
             if (skips_in_row >= o.max_skips) {
                 status = cli_error("stopping: %d non-finite steps in a row; the last good "
                                    "checkpoint %s is intact (try a lower --lr or --grad-clip)",
@@ -443,7 +446,7 @@ int cmd_train(int argc, char **argv) {
             swap_average(m, &opt);
             int failed = cli_log_prob(m, &test, eval_n, 256, 0, bpd);
             swap_average(m, &opt);
-            if (failed) { status = EXIT_USER; break; }
+            if (failed) { status = EXIT_USER, stop_reason = NULL; break; }
             last_test = mean_of(bpd, eval_n);
             fprintf(metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
                     (long long)st.step, last_test, eval_n);
@@ -458,13 +461,13 @@ int cmd_train(int argc, char **argv) {
             swap_average(m, &opt);
             snprintf(path, sizeof path, "%s/step%07lld.png", samples_dir, (long long)st.step);
             if (!ok || write_sample_grid(path, samples, 64, cfg, 8)) {
-                status = cli_error("%s", glow_last_error());
+                status = cli_error("%s", glow_last_error()), stop_reason = NULL;
                 break;
             }
             t_interval = now_seconds();
         }
         if (st.step % o.save_every == 0 || now_seconds() - t_save > o.save_minutes * 60) {
-            if (save(&o, m, &opt, &st)) { status = EXIT_USER; break; }
+            if (save(&o, m, &opt, &st)) { status = EXIT_USER, stop_reason = NULL; break; }
             t_save = now_seconds();
         }
     }
