@@ -56,5 +56,6 @@ int make_dirs(const char *path, int is_dir);
 int cmd_train(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 #endif

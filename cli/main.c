@@ -1,5 +1,7 @@
 /* main.c: the `glow` command: dispatches to one file per subcommand. */
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli.h"
 
 static const struct {
@@ -10,6 +12,7 @@ static const struct {
     {"train", cmd_train, "train a model (default: Fashion-MNIST), with checkpoints"},
     {"eval", cmd_eval, "exact bits/dim of a checkpoint on a test set"},
     {"sample", cmd_sample, "a PNG grid of samples at one or more temperatures"},
+    {"bench", cmd_bench, "images/s, GFLOP/s and peak memory of train, encode, sample"},
 };
 
 static void usage(FILE *f) {
@@ -20,6 +23,12 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    /* Give OpenBLAS the kernels this CPU supports if it did not recognise it. */
+    const char *core = glow_blas_coretype_hint();
+    if (core && !getenv("OPENBLAS_CORETYPE")) {
+        setenv("OPENBLAS_CORETYPE", core, 1);
+        execv("/proc/self/exe", argv);
+    }
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -384,8 +384,12 @@ double glow_rng_normal(uint64_t key, uint64_t i);   /* N(0, 1) */
 /* One thread count for the whole library (OpenMP and BLAS); <= 0: the core count. */
 void glow_set_threads(int n);
 int glow_get_threads(void);
-/* A short description of the BLAS in use (e.g. "OpenBLAS 0.3.21 Haswell"). */
+/* A short description of the BLAS in use (e.g. "OpenBLAS 0.3.21 ... SkylakeX"). */
 const char *glow_blas_info(void);
+/* If OpenBLAS fell back to its generic kernels on a CPU it did not recognise, the core type
+ * to set in OPENBLAS_CORETYPE (it is read when the library loads, so a program sets it and
+ * re-executes itself); NULL when nothing is to be gained. */
+const char *glow_blas_coretype_hint(void);
 
 #ifdef __cplusplus
 }

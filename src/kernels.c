@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include "kernels.h"
 
 /* OpenBLAS's own controls; declared here because cblas.h of other BLASes lacks them. */
@@ -26,6 +27,22 @@ void glow_set_threads(int n) {
 int glow_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
 
 const char *glow_blas_info(void) { return openblas_get_config(); }
+
+char *openblas_get_corename(void);
+
+/* OpenBLAS picks its kernels from the CPU's model number when it loads; a CPU it does not
+ * know (a virtual machine's "Intel Xeon Processor", say) gets the generic Prescott kernels,
+ * 7x slower here than the AVX-512 ones the CPU supports. */
+const char *glow_blas_coretype_hint(void) {
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "Prescott")) return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        return "SkylakeX";
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
+    return NULL;
+}
 
 void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
           const real *b, int ldb, real beta, real *c, int ldc) {

@@ -1,0 +1,252 @@
+/* bench.c: `glow bench`: images/s of a training step (forward + backward + Adam), of encode
+ * and of sample, the convolution GFLOP/s they reach, and peak memory, per named
+ * configuration. Each configuration runs in its own child process so that its peak RSS is
+ * its own. Medians over repeats; a warm-up run first. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include "cli.h"
+
+typedef struct bench_config {
+    const char *name;
+    int c, h, w, levels, depth, width, batch;
+} bench_config;
+
+static const bench_config configs[] = {
+    {"fmnist", 1, 32, 32, 3, 8, 128, 64},
+    {"cifar-paper", 3, 32, 32, 3, 32, 512, 64},
+    {"celeba64", 3, 64, 64, 4, 16, 256, 16},
+};
+
+static const char *help =
+    "Usage: glow bench [OPTIONS]\n"
+    "Images/s of train (forward + backward + Adam), encode and sample (T=0.7), convolution\n"
+    "GFLOP/s (train counts 3x the forward FLOPs), peak RSS; medians over repeats.\n\n"
+    "  --config NAME[,NAME]  fmnist (1x32x32 L3 K8 w128 b64), cifar-paper (3x32x32 L3 K32\n"
+    "                        w512 b64), celeba64 (3x64x64 L4 K16 w256 b16) (default: all)\n"
+    "  --phases P[,P]        train, encode, sample (default: all)\n"
+    "  --repeats N           timed repeats per phase (default 5)\n"
+    "  --store-activations   keep activations instead of rebuilding them\n"
+    "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32 for 28x28x1,\n"
+    "                        L=2, width 128, batch 64 (in both memory modes)\n"
+    "  --json                one JSON object per line on stdout\n"
+    "  --threads T           threads (default: all cores)\n";
+
+/* Forward multiply-add FLOPs (2 per MAC) of one image through every convolution. */
+static double forward_flops(const glow_config *cfg) {
+    double f = 0;
+    int h = cfg->image_h, w = cfg->image_w, c = cfg->image_c;
+    for (int i = 0; i < cfg->levels; i++) {
+        h /= 2, w /= 2, c *= 4;
+        double hw = (double)h * w, n = cfg->width;
+        double cout = cfg->coupling == GLOW_AFFINE ? c : c / 2;
+        double step = 2 * hw * (9 * (c / 2) * n + n * n + 9 * n * cout);
+        if (cfg->permutation >= GLOW_INVCONV) step += 2 * hw * c * c;
+        f += cfg->depth * step;
+        if (i < cfg->levels - 1) {
+            f += 2 * hw * 9 * (c / 2) * c; /* split prior */
+            c /= 2;
+        }
+    }
+    return f;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *v, int n) {
+    qsort(v, n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+typedef struct result {
+    double img_per_s, gflops, peak_rss_mib, base_rss_mib;
+    int ok;
+} result;
+
+static double current_rss_mib(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    long pages = 0, rss = 0;
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2) rss = 0;
+        fclose(f);
+    }
+    return rss * (sysconf(_SC_PAGESIZE) / 1048576.0);
+}
+
+/* One phase of one configuration, in this (child) process. */
+static result run_phase(const glow_config *cfg, int batch, const char *phase, int repeats, int store) {
+    result r = {0};
+    glow_model *m = glow_model_create(cfg);
+    if (!m) {
+        fprintf(stderr, "glow bench: %s\n", glow_last_error());
+        return r;
+    }
+    glow_model_set_store_activations(m, store);
+    size_t d = glow_model_dim(m);
+    glow_real *x = malloc(sizeof(glow_real) * batch * d), *z = malloc(sizeof(glow_real) * batch * d);
+    uint8_t *px = malloc((size_t)batch * d);
+    for (size_t i = 0; i < (size_t)batch * d; i++) px[i] = (uint8_t)(glow_rng_uniform(7, i) * 256);
+    glow_preprocess(x, px, batch, d, 8, 1, 0);
+    glow_model_init(m, x, NULL, batch);
+    glow_optimizer opt;
+    glow_optim_config oc;
+    glow_optim_config_default(&oc);
+    glow_optimizer_init(&opt, &oc, glow_model_n_params(m), glow_model_params(m));
+    r.base_rss_mib = current_rss_mib();
+    double times[64];
+    int n = repeats < 64 ? repeats : 64;
+    for (int i = -1; i < n; i++) { /* i = -1: warm-up */
+        double t0 = now_seconds();
+        int rc;
+        if (!strcmp(phase, "train")) {
+            glow_step_stats st;
+            rc = glow_model_train_step(m, x, NULL, batch, &st, NULL);
+            if (rc == GLOW_OK) glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), NULL);
+        } else if (!strcmp(phase, "encode")) {
+            rc = glow_model_encode(m, x, NULL, batch, z, NULL);
+        } else {
+            rc = glow_model_sample(m, NULL, batch, 0.7, (uint64_t)i + 1, z);
+        }
+        if (rc != GLOW_OK) {
+            fprintf(stderr, "glow bench: %s\n", glow_last_error());
+            return r;
+        }
+        if (i >= 0) times[i] = now_seconds() - t0;
+    }
+    double t = median(times, n);
+    double mult = !strcmp(phase, "train") ? 3 : 1;
+    r.img_per_s = batch / t;
+    r.gflops = mult * forward_flops(cfg) * batch / t / 1e9;
+    r.peak_rss_mib = peak_rss_mib();
+    r.ok = 1;
+    glow_optimizer_free(&opt);
+    glow_model_free(m);
+    free(x), free(z), free(px);
+    return r;
+}
+
+/* Run a phase in a child process (so its peak RSS is its own). */
+static result run_isolated(const glow_config *cfg, int batch, const char *phase, int repeats, int store) {
+    int fd[2];
+    result r = {0};
+    if (pipe(fd)) return r;
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(fd[0]);
+        result c = run_phase(cfg, batch, phase, repeats, store);
+        if (write(fd[1], &c, sizeof c) != sizeof c) _exit(1);
+        _exit(0);
+    }
+    close(fd[1]);
+    if (pid < 0 || read(fd[0], &r, sizeof r) != sizeof r) r.ok = 0;
+    close(fd[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return r;
+}
+
+static void cpu_name(char *buf, size_t size) {
+    snprintf(buf, size, "unknown CPU");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    char line[512];
+    while (f && fgets(line, sizeof line, f))
+        if (!strncmp(line, "model name", 10)) {
+            char *p = strchr(line, ':');
+            if (p) snprintf(buf, size, "%s", p + 2);
+            buf[strcspn(buf, "\n")] = 0;
+            break;
+        }
+    if (f) fclose(f);
+}
+
+static glow_config config_of(const bench_config *b) {
+    glow_config cfg;
+    glow_config_default(&cfg);
+    cfg.image_c = b->c, cfg.image_h = b->h, cfg.image_w = b->w;
+    cfg.levels = b->levels, cfg.depth = b->depth, cfg.width = b->width;
+    return cfg;
+}
+
+int cmd_bench(int argc, char **argv) {
+    enum { O_CONFIG = 256, O_PHASES, O_REPEATS, O_STORE, O_MEM_SWEEP, O_JSON, O_THREADS, O_HELP };
+    static const struct option opts[] = {
+        {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES}, {"repeats", 1, 0, O_REPEATS},
+        {"store-activations", 0, 0, O_STORE}, {"mem-sweep", 0, 0, O_MEM_SWEEP},
+        {"json", 0, 0, O_JSON}, {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *config_list = "fmnist,cifar-paper,celeba64", *phases = "train,encode,sample";
+    int repeats = 5, store = 0, sweep = 0, json = 0, threads = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': case O_HELP: fputs(help, stdout); return 0;
+        case O_CONFIG: config_list = optarg; break;
+        case O_PHASES: phases = optarg; break;
+        case O_REPEATS: if (parse_int("--repeats", optarg, 1, 64, &repeats)) return 2; break;
+        case O_STORE: store = 1; break;
+        case O_MEM_SWEEP: sweep = 1; break;
+        case O_JSON: json = 1; break;
+        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
+    glow_set_threads(threads);
+    char cpu[256];
+    cpu_name(cpu, sizeof cpu);
+    fprintf(stderr, "glow bench: %d threads; %s; %s\n", glow_get_threads(), glow_blas_info(), cpu);
+
+    if (sweep) {
+        fprintf(stderr, "%-8s %-6s %12s %12s %10s\n", "mode", "K", "peak MiB", "+step MiB", "img/s");
+        for (int mode = 0; mode < 2; mode++)
+            for (int k = 4; k <= 32; k *= 2) {
+                glow_config cfg;
+                glow_config_default(&cfg); /* 28x28x1, L=2, width 128 */
+                cfg.depth = k;
+                result r = run_isolated(&cfg, 64, "train", 2, mode);
+                const char *name = mode ? "stored" : "rebuilt";
+                if (!r.ok) return cli_error("mem-sweep K=%d failed", k);
+                if (json)
+                    printf("{\"config\":\"mem-sweep\",\"mode\":\"%s\",\"depth\":%d,\"peak_rss_mib\":%.1f,"
+                           "\"step_rss_mib\":%.1f,\"img_per_s\":%.2f}\n", name, k, r.peak_rss_mib,
+                           r.peak_rss_mib - r.base_rss_mib, r.img_per_s);
+                fprintf(stderr, "%-8s %-6d %12.1f %12.1f %10.1f\n", name, k, r.peak_rss_mib,
+                        r.peak_rss_mib - r.base_rss_mib, r.img_per_s);
+                fflush(stdout);
+            }
+        return 0;
+    }
+
+    fprintf(stderr, "%-12s %-7s %10s %10s %10s\n", "config", "phase", "img/s", "GFLOP/s", "peak MiB");
+    char list[256];
+    snprintf(list, sizeof list, "%s", config_list);
+    for (char *s1, *name = strtok_r(list, ",", &s1); name; name = strtok_r(NULL, ",", &s1)) {
+        const bench_config *b = NULL;
+        for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+            if (!strcmp(configs[i].name, name)) b = &configs[i];
+        if (!b) return cli_usage_error("--config '%s': expected fmnist, cifar-paper or celeba64", name);
+        glow_config cfg = config_of(b);
+        char plist[128];
+        snprintf(plist, sizeof plist, "%s", phases);
+        for (char *s2, *ph = strtok_r(plist, ",", &s2); ph; ph = strtok_r(NULL, ",", &s2)) {
+            if (strcmp(ph, "train") && strcmp(ph, "encode") && strcmp(ph, "sample"))
+                return cli_usage_error("--phases '%s': expected train, encode or sample", ph);
+            result r = run_isolated(&cfg, b->batch, ph, repeats, store);
+            if (!r.ok) return cli_error("%s %s failed", b->name, ph);
+            if (json)
+                printf("{\"config\":\"%s\",\"phase\":\"%s\",\"batch\":%d,\"img_per_s\":%.3f,"
+                       "\"gflops\":%.2f,\"peak_rss_mib\":%.1f,\"threads\":%d,\"store_activations\":%d}\n",
+                       b->name, ph, b->batch, r.img_per_s, r.gflops, r.peak_rss_mib,
+                       glow_get_threads(), store);
+            fprintf(stderr, "%-12s %-7s %10.2f %10.1f %10.0f\n", b->name, ph, r.img_per_s, r.gflops,
+                    r.peak_rss_mib);
+            fflush(stdout);
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Install the Debian packages glow-c needs: a compiler, OpenBLAS (its OpenMP build, which
+# shares our thread pool), libpng, libjpeg, zlib, the Fashion-MNIST data set, and NumPy for
+# the independent checkpoint reader. Run as root (or with sudo available).
+set -euo pipefail
+pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libpng-dev libjpeg-dev
+      zlib1g-dev dataset-fashion-mnist python3 python3-numpy)
+missing=()
+for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+    SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
+    $SUDO apt-get update
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y "${missing[@]}"
+fi
