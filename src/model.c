@@ -275,13 +275,13 @@ oom:
 
 void glow_model_free(glow_model *m) {
     if (!m) return;
+    if (m->levels) workspace_free(m); /* before the levels: it frees their stores */
     if (m->levels)
         for (int i = 0; i < m->n_levels; i++) free(m->levels[i].steps);
     free(m->levels);
     free(m->tensors);
     free(m->params);
     free(m->grads);
-    workspace_free(m);
     free(m);
 }
 
