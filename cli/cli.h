@@ -53,7 +53,33 @@ int write_sample_grid(const char *path, const glow_real *x, int n, const glow_co
 /* mkdir -p for the directory part of a path (or the path itself if dir is set). */
 int make_dirs(const char *path, int is_dir);
 
+/* Images named on the command line (files, or indices into a data set), or the first
+ * `count` images of the data set when none is named. labels[i] is -1 where unknown. */
+typedef struct inputs {
+    int n;
+    uint8_t *pixels; /* (n, D) */
+    int *labels;
+    int has_labels, n_classes, n_attrs;
+    char (*class_names)[32];
+    char (*attr_names)[64];
+    int8_t *attrs;   /* (n, n_attrs) */
+} inputs;
+int load_inputs(inputs *in, char **args, int nargs, const char *data, const char *split,
+                int count, const glow_config *cfg);
+void free_inputs(inputs *in);
+/* Encode images from the centre of their bins / decode latents, in batches. */
+int encode_images(glow_model *m, const uint8_t *pixels, const int *labels, int n, int batch,
+                  glow_real *z, double *logdet);
+int decode_latents(glow_model *m, const glow_real *z, const int *labels, int n, int batch,
+                   glow_real *x, double *logdet);
+
 int cmd_train(int argc, char **argv);
+int cmd_encode(int argc, char **argv);
+int cmd_decode(int argc, char **argv);
+int cmd_interpolate(int argc, char **argv);
+int cmd_check(int argc, char **argv);
+int cmd_attributes(int argc, char **argv);
+int cmd_manipulate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);

@@ -12,6 +12,12 @@ static const struct {
     {"train", cmd_train, "train a model (default: Fashion-MNIST), with checkpoints"},
     {"eval", cmd_eval, "exact bits/dim of a checkpoint on a test set"},
     {"sample", cmd_sample, "a PNG grid of samples at one or more temperatures"},
+    {"encode", cmd_encode, "images to latents (.npy), exactly"},
+    {"decode", cmd_decode, "latents to images (PNG files or a grid)"},
+    {"interpolate", cmd_interpolate, "a strip of images between two images' latents"},
+    {"attributes", cmd_attributes, "attribute directions in latent space from labelled data"},
+    {"manipulate", cmd_manipulate, "a strip of an image moved along an attribute direction"},
+    {"check", cmd_check, "invertibility audit: encode then decode every image"},
     {"bench", cmd_bench, "images/s, GFLOP/s and peak memory of train, encode, sample"},
 };
 
@@ -23,12 +29,7 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    /* Give OpenBLAS the kernels this CPU supports if it did not recognise it. */
-    const char *core = glow_blas_coretype_hint();
-    if (core && !getenv("OPENBLAS_CORETYPE")) {
-        setenv("OPENBLAS_CORETYPE", core, 1);
-        execv("/proc/self/exe", argv);
-    }
+    glow_tune_environment(argv); /* see glow.h */
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;

@@ -143,9 +143,11 @@ int glow_model_log_prob(glow_model *m, const glow_real *x, const int *y, int bat
  * logdet (B) receives the total log-determinant if not NULL. */
 int glow_model_encode(glow_model *m, const glow_real *x, const int *y, int batch,
                       glow_real *z, double *logdet);
-/* Decode z (B,D) back to x (B,H,W,C): the exact inverse of encode. */
+/* Decode z (B,D) back to x (B,H,W,C): the exact inverse of encode. logdet (B), if not
+ * NULL, receives the log-determinant of the forward map as the inverse pass computes it
+ * (equal to encode's up to rounding: a check of numerical invertibility). */
 int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch,
-                      glow_real *x);
+                      glow_real *x, double *logdet);
 /* Draw z from the priors with standard deviations scaled by `temperature` and decode it.
  * Deterministic in (seed, example index). y may be NULL (class 0 if conditional). */
 int glow_model_sample(glow_model *m, const int *y, int batch, double temperature,
@@ -371,6 +373,47 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
                                  glow_train_state *state);
 
 
+/* ---------------------------------------------------------------- latent space ----- */
+/* (src/latent.c) Encode with glow_preprocess_center (no noise) so that decode(encode(x))
+ * returns x exactly; latents are (N, D) per docs/MODEL.md. */
+
+/* out (steps, D): the straight line from za to zb, ends included. */
+void glow_latent_lerp(glow_real *out, const glow_real *za, const glow_real *zb, size_t dim,
+                      int steps);
+/* out (n, D) = z + alphas[s] * direction. */
+void glow_latent_shift(glow_real *out, const glow_real *z, const glow_real *direction,
+                       const double *alphas, int n, size_t dim);
+
+/* Attribute directions: for each attribute, mean latent of its positive examples minus
+ * mean latent of its negative ones, with the counts. */
+typedef struct glow_directions {
+    int n;                /* attributes */
+    size_t dim;           /* latent size D */
+    char (*names)[64];
+    int64_t *n_pos, *n_neg;
+    float *z;             /* (n, D) */
+} glow_directions;
+/* z (n, D); attrs (n, n_attrs) in {-1, +1}. Fails if an attribute has no positive or no
+ * negative example. */
+int glow_directions_compute(glow_directions *d, const glow_real *z, int n, size_t dim,
+                            const int8_t *attrs, int n_attrs, const char (*names)[64]);
+/* One .npz file (numpy.load reads it): directions (n, D) float32, names (n,) <U64,
+ * n_pos and n_neg (n,) int64. */
+int glow_directions_save(const char *path, const glow_directions *d);
+int glow_directions_load(const char *path, glow_directions *d);
+void glow_directions_free(glow_directions *d);
+/* Index of the attribute with this name, or -1. */
+int glow_directions_find(const glow_directions *d, const char *name);
+
+/* NumPy .npy files: latents (rows, cols) as float32, labels as int32. */
+int glow_npy_write(const char *path, const glow_real *data, size_t rows, size_t cols);
+int glow_npy_write_labels(const char *path, const int *labels, size_t n);
+/* Reads a 2-D float32 (or float64) array into a malloc'd buffer. */
+int glow_npy_read(const char *path, glow_real **data, size_t *rows, size_t *cols);
+
+/* A CRC-32 of the hyperparameters and weights: tells which model made a latent file. */
+uint32_t glow_model_fingerprint(glow_model *m);
+
 /* ---------------------------------------------------------------- randomness ------- */
 
 /* A counter-based generator: every draw is a pure function of its key, so results do not
@@ -390,6 +433,9 @@ const char *glow_blas_info(void);
  * to set in OPENBLAS_CORETYPE (it is read when the library loads, so a program sets it and
  * re-executes itself); NULL when nothing is to be gained. */
 const char *glow_blas_coretype_hint(void);
+/* For a program's main: if OPENBLAS_CORETYPE (see above) or OMP_WAIT_POLICY (passive) would
+ * help and are unset, set them and re-execute the program with argv; otherwise return. */
+void glow_tune_environment(char **argv);
 
 #ifdef __cplusplus
 }

@@ -251,8 +251,9 @@ static int step_forward(glow_model *m, int li, int k, int batch, int init, int k
     return GLOW_OK;
 }
 
-/* One flow step inverted on ws->cur in place (no log-det: decoding does not need it). */
-static int step_inverse(glow_model *m, int li, int k, int batch) {
+/* One flow step inverted on ws->cur in place; logdet (if not NULL) -= its log-det as the
+ * inverse computes it (a check of numerical invertibility). */
+static int step_inverse(glow_model *m, int li, int k, int batch, double *logdet) {
     workspace *ws = &m->ws;
     level *lv = &m->levels[li];
     const step_offsets *s = &lv->steps[k];
@@ -262,10 +263,10 @@ static int step_inverse(glow_model *m, int li, int k, int batch) {
     coupling_acts acts = {ws->r1, ws->r2, ws->h};
     coupling_nn nn = nn_at(m->params, s);
     coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
-    coupling_inverse(ws->tmp, NULL, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);
-    int rc = perm_inverse(m, s, ws->cur, ws->tmp, NULL, batch, hw, c);
+    coupling_inverse(ws->tmp, logdet, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);
+    int rc = perm_inverse(m, s, ws->cur, ws->tmp, logdet, batch, hw, c);
     if (rc != GLOW_OK) return rc;
-    actnorm_inverse(ws->cur, NULL, ws->cur, m->params + s->an_b, m->params + s->an_s, batch, hw, c);
+    actnorm_inverse(ws->cur, logdet, ws->cur, m->params + s->an_b, m->params + s->an_s, batch, hw, c);
     return GLOW_OK;
 }
 
@@ -416,10 +417,12 @@ static int flow_forward(glow_model *m, const real *x, const int *y, int batch, i
 /* z (B,D) -> x (B,H,W,C); with z NULL, every latent is drawn from its prior at the given
  * temperature (the split priors depend on the half decoded so far). */
 static int flow_reverse(glow_model *m, const real *z, const int *y, int batch,
-                        double temperature, uint64_t seed, real *x) {
+                        double temperature, uint64_t seed, real *x, double *logdet) {
     workspace *ws = &m->ws;
     const glow_config *cfg = &m->cfg;
     int top = m->n_levels - 1;
+    if (logdet)
+        for (int b = 0; b < batch; b++) logdet[b] = 0;
     if (z) {
         latent_get(ws->cur, z, &m->levels[top], batch, m->dim);
     } else {
@@ -430,7 +433,7 @@ static int flow_reverse(glow_model *m, const real *z, const int *y, int batch,
     }
     for (int i = top; i >= 0; i--) {
         for (int k = cfg->depth - 1; k >= 0; k--) {
-            int rc = step_inverse(m, i, k, batch);
+            int rc = step_inverse(m, i, k, batch, logdet);
             if (rc != GLOW_OK) return rc;
         }
         if (i == 0) {
@@ -488,10 +491,13 @@ int glow_model_encode(glow_model *m, const glow_real *x, const int *y, int batch
     return GLOW_OK;
 }
 
-int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch, glow_real *x) {
+int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch, glow_real *x,
+                      double *logdet) {
     int rc = workspace_reserve(m, batch, 0);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 0);
-    if (rc == GLOW_OK) rc = flow_reverse(m, z, y, batch, 0, 0, x);
+    if (rc == GLOW_OK) rc = flow_reverse(m, z, y, batch, 0, 0, x, logdet);
+    if (rc == GLOW_OK && logdet)
+        for (int b = 0; b < batch; b++) logdet[b] = -logdet[b]; /* as the forward's */
     return rc;
 }
 
@@ -501,7 +507,7 @@ int glow_model_sample(glow_model *m, const int *y, int batch, double temperature
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 0);
     if (rc == GLOW_OK && !(temperature >= 0))
         rc = glow_fail(GLOW_EINVAL, "temperature %g: must be >= 0", temperature);
-    if (rc == GLOW_OK) rc = flow_reverse(m, NULL, y, batch, temperature, seed, x);
+    if (rc == GLOW_OK) rc = flow_reverse(m, NULL, y, batch, temperature, seed, x, NULL);
     return rc;
 }
 

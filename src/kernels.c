@@ -7,6 +7,8 @@
 #include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <string.h>
 #include <strings.h>
 #include "kernels.h"
@@ -42,6 +44,17 @@ const char *glow_blas_coretype_hint(void) {
         return "SkylakeX";
     if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return "Haswell";
     return NULL;
+}
+
+/* Both settings are read when the libraries load, hence the re-execution. A passive wait
+ * costs nothing when the cores are ours and avoids a collapse (10x here) when another
+ * process competes for them: spinning OpenMP threads then steal the time of the workers. */
+void glow_tune_environment(char **argv) {
+    const char *core = glow_blas_coretype_hint();
+    int change = 0;
+    if (core && !getenv("OPENBLAS_CORETYPE")) change = !setenv("OPENBLAS_CORETYPE", core, 1);
+    if (!getenv("OMP_WAIT_POLICY")) change |= !setenv("OMP_WAIT_POLICY", "passive", 1);
+    if (change) execv("/proc/self/exe", argv);
 }
 
 void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,

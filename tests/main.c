@@ -39,11 +39,7 @@ static int by_name(const void *a, const void *b) {
 }
 
 int main(int argc, char **argv) {
-    const char *core = glow_blas_coretype_hint(); /* see glow.h */
-    if (core && !getenv("OPENBLAS_CORETYPE")) {
-        setenv("OPENBLAS_CORETYPE", core, 1);
-        execv("/proc/self/exe", argv);
-    }
+    glow_tune_environment(argv); /* see glow.h */
     int passed = 0, failed = 0;
     qsort(tests, n_tests, sizeof tests[0], by_name);
     printf("glow tests (%s precision)\n", IS_DOUBLE ? "double" : "float");
