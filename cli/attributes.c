@@ -1,4 +1,209 @@
-/* attributes.c (placeholder while written) */
+/* attributes.c: `glow attributes` and `glow manipulate`: directions in latent space from
+ * labelled images (mean latent of the positives minus mean latent of the negatives), and
+ * images moved along them. Class labels give one-vs-rest attributes, named by the class;
+ * a CelebA-style attribute file gives its own. */
+#include <stdlib.h>
+#include <string.h>
 #include "cli.h"
-int cmd_attributes(int argc, char **argv) { return cli_error("not yet"); }
-int cmd_manipulate(int argc, char **argv) { return cli_error("not yet"); }
+
+int cmd_attributes(int argc, char **argv) {
+    static const char *help =
+        "Usage: glow attributes --checkpoint FILE [OPTIONS]\n"
+        "For each attribute, the mean latent of images with it minus the mean latent of\n"
+        "images without it, saved with the names and counts in one .npz file.\n"
+        "Class labels (IDX, CIFAR-10, labels.csv) give one attribute per class (one vs rest);\n"
+        "a CelebA-style list_attr_celeba.txt gives its attributes.\n\n"
+        "  --checkpoint FILE   the model\n"
+        "  --data PATH         labelled data set (default " DEFAULT_DATA ")\n"
+        "  --split S           train | test (default train)\n"
+        "  --attr-file FILE    a CelebA-style attribute file for an image folder\n"
+        "  --n N               only the first N images (default 10000)\n"
+        "  --out FILE          the directions (default directions.npz)\n"
+        "  --batch B           images per pass (default 256)\n"
+        "  --raw               the raw weights instead of the Polyak average\n"
+        "  --threads T         threads (default: all cores)\n";
+    enum { O_CHECKPOINT = 256, O_DATA, O_SPLIT, O_ATTR_FILE, O_N, O_OUT, O_BATCH, O_RAW, O_THREADS, O_HELP };
+    static const struct option opts[] = {
+        {"checkpoint", 1, 0, O_CHECKPOINT}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
+        {"attr-file", 1, 0, O_ATTR_FILE}, {"n", 1, 0, O_N}, {"out", 1, 0, O_OUT},
+        {"batch", 1, 0, O_BATCH}, {"raw", 0, 0, O_RAW}, {"threads", 1, 0, O_THREADS},
+        {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *checkpoint = NULL, *data = DEFAULT_DATA, *split = "train", *attr_file = NULL,
+               *out = "directions.npz";
+    int n = 10000, batch = 256, raw = 0, threads = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': case O_HELP: fputs(help, stdout); return 0;
+        case O_CHECKPOINT: checkpoint = optarg; break;
+        case O_DATA: data = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case O_ATTR_FILE: attr_file = optarg; break;
+        case O_N: if (parse_int("--n", optarg, 1, 1 << 30, &n)) return 2; break;
+        case O_OUT: out = optarg; break;
+        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 16, &batch)) return 2; break;
+        case O_RAW: raw = 1; break;
+        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
+    if (!checkpoint) return cli_usage_error("--checkpoint FILE is required");
+    glow_set_threads(threads);
+    glow_model *m = load_model(checkpoint, raw);
+    if (!m) return EXIT_USER;
+    inputs in;
+    if (attr_file) {
+        /* Attach the attribute file to the folder, then take the images from it. */
+        glow_dataset ds;
+        if (load_data(&ds, data, split, glow_model_config(m)->image_h)) return EXIT_USER;
+        if (glow_dataset_load_attributes(&ds, attr_file) != GLOW_OK) return cli_error("%s", glow_last_error());
+        if (check_data_fits(&ds, glow_model_config(m), data)) return EXIT_USER;
+        memset(&in, 0, sizeof in);
+        in.n = n < ds.n ? n : ds.n;
+        in.n_attrs = ds.n_attrs;
+        in.pixels = ds.pixels, ds.pixels = NULL;
+        in.labels = calloc(in.n, sizeof(int));
+        in.attr_names = ds.attr_names, ds.attr_names = NULL;
+        in.attrs = ds.attrs, ds.attrs = NULL;
+        glow_dataset_free(&ds);
+        if (!in.labels) return cli_error("out of memory");
+    } else if (load_inputs(&in, NULL, 0, data, split, n, glow_model_config(m))) {
+        return EXIT_USER;
+    }
+    /* Class labels become one-vs-rest attributes. */
+    int n_attrs = in.n_attrs;
+    int8_t *attrs = in.attrs;
+    char (*names)[64] = in.attr_names;
+    int8_t *own_attrs = NULL;
+    char (*own_names)[64] = NULL;
+    if (!n_attrs) {
+        if (!in.has_labels) return cli_error("%s: no labels and no attributes (use --attr-file)", data);
+        n_attrs = in.n_classes;
+        own_attrs = malloc((size_t)in.n * n_attrs);
+        own_names = calloc(n_attrs, sizeof *own_names);
+        if (!own_attrs || !own_names) return cli_error("out of memory");
+        for (int a = 0; a < n_attrs; a++) {
+            if (in.class_names) snprintf(own_names[a], 64, "%s", in.class_names[a]);
+            else snprintf(own_names[a], 64, "class%d", a);
+            for (int i = 0; i < in.n; i++) own_attrs[(size_t)i * n_attrs + a] = in.labels[i] == a ? 1 : -1;
+        }
+        attrs = own_attrs, names = own_names;
+    }
+    size_t d = glow_model_dim(m);
+    glow_real *z = malloc(sizeof(glow_real) * in.n * d);
+    if (!z) return cli_error("out of memory");
+    double t0 = now_seconds();
+    if (encode_images(m, in.pixels, in.labels, in.n, batch, z, NULL)) return EXIT_USER;
+    glow_directions dirs;
+    if (glow_directions_compute(&dirs, z, in.n, d, attrs, n_attrs, (const char (*)[64])names) != GLOW_OK)
+        return cli_error("%s: %s", data, glow_last_error());
+    if (make_dirs(out, 0) || glow_directions_save(out, &dirs) != GLOW_OK)
+        return cli_error("%s", glow_last_error());
+    printf("wrote %s: %d directions from %d images (%.1f s):", out, dirs.n, in.n, now_seconds() - t0);
+    for (int a = 0; a < dirs.n; a++)
+        printf("%s %s (%lld+/%lld-)", a ? "," : "", dirs.names[a], (long long)dirs.n_pos[a],
+               (long long)dirs.n_neg[a]);
+    printf("\n");
+    glow_directions_free(&dirs);
+    free(z), free(own_attrs), free(own_names);
+    free_inputs(&in);
+    glow_model_free(m);
+    return 0;
+}
+
+int cmd_manipulate(int argc, char **argv) {
+    static const char *help =
+        "Usage: glow manipulate IMAGE --attribute NAME --checkpoint FILE [OPTIONS]\n"
+        "A PNG strip of IMAGE (a file, or an index into --data) moved along an attribute\n"
+        "direction: decode(z + alpha * direction) for each alpha.\n\n"
+        "  --checkpoint FILE   the model\n"
+        "  --directions FILE   from glow attributes (default directions.npz)\n"
+        "  --attribute NAME    the direction to follow\n"
+        "  --minus NAME        subtract this direction (e.g. --attribute Sneaker --minus Sandal)\n"
+        "  --alpha A[,A...]    scales (default -1,-0.5,0,0.5,1)\n"
+        "  --data PATH         data set for an index (default " DEFAULT_DATA ")\n"
+        "  --split S           train | test (default test)\n"
+        "  --out FILE          the strip (default manipulation.png)\n"
+        "  --raw               the raw weights instead of the Polyak average\n"
+        "  --threads T         threads (default: all cores)\n";
+    enum { O_CHECKPOINT = 256, O_DIRECTIONS, O_ATTRIBUTE, O_MINUS, O_ALPHA, O_DATA, O_SPLIT, O_OUT,
+           O_RAW, O_THREADS, O_HELP };
+    static const struct option opts[] = {
+        {"checkpoint", 1, 0, O_CHECKPOINT}, {"directions", 1, 0, O_DIRECTIONS},
+        {"attribute", 1, 0, O_ATTRIBUTE}, {"minus", 1, 0, O_MINUS}, {"alpha", 1, 0, O_ALPHA},
+        {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"out", 1, 0, O_OUT},
+        {"raw", 0, 0, O_RAW}, {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    const char *checkpoint = NULL, *directions = "directions.npz", *attribute = NULL, *minus = NULL,
+               *data = DEFAULT_DATA, *split = "test", *out = "manipulation.png";
+    double alphas[64] = {-1, -0.5, 0, 0.5, 1};
+    int n_alphas = 5, raw = 0, threads = 0, c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': case O_HELP: fputs(help, stdout); return 0;
+        case O_CHECKPOINT: checkpoint = optarg; break;
+        case O_DIRECTIONS: directions = optarg; break;
+        case O_ATTRIBUTE: attribute = optarg; break;
+        case O_MINUS: minus = optarg; break;
+        case O_ALPHA: if (parse_doubles("--alpha", optarg, -1e6, 1e6, alphas, 64, &n_alphas)) return 2; break;
+        case O_DATA: data = optarg; break;
+        case O_SPLIT: split = optarg; break;
+        case O_OUT: out = optarg; break;
+        case O_RAW: raw = 1; break;
+        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
+        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 1) return cli_usage_error("expected one IMAGE (a file or an index)");
+    if (!checkpoint || !attribute) return cli_usage_error("--checkpoint and --attribute are required");
+    glow_set_threads(threads);
+    glow_model *m = load_model(checkpoint, raw);
+    if (!m) return EXIT_USER;
+    const glow_config *cfg = glow_model_config(m);
+    glow_directions dirs;
+    if (glow_directions_load(directions, &dirs) != GLOW_OK) return cli_error("%s", glow_last_error());
+    size_t d = glow_model_dim(m);
+    if (dirs.dim != d)
+        return cli_error("%s: directions of size %zu, but the model's latents are %zu (another model?)",
+                         directions, dirs.dim, d);
+    int a = glow_directions_find(&dirs, attribute), b = minus ? glow_directions_find(&dirs, minus) : -2;
+    const char *unknown = a < 0 ? attribute : b == -1 ? minus : NULL;
+    if (unknown) {
+        char known[2048] = "";
+        for (int i = 0; i < dirs.n; i++) {
+            size_t len = strlen(known);
+            snprintf(known + len, sizeof known - len, "%s'%s'", i ? ", " : "", dirs.names[i]);
+        }
+        return cli_error("%s: no attribute '%s' (known: %s)", directions, unknown, known);
+    }
+    inputs in;
+    if (load_inputs(&in, argv + optind, 1, data, split, 0, cfg)) return EXIT_USER;
+    glow_real *z = malloc(sizeof(glow_real) * d), *dir = malloc(sizeof(glow_real) * d),
+              *strip = malloc(sizeof(glow_real) * n_alphas * d);
+    uint8_t *px = malloc((size_t)n_alphas * d);
+    int *labels = malloc(sizeof(int) * n_alphas);
+    if (!z || !dir || !strip || !px || !labels) return cli_error("out of memory");
+    for (size_t i = 0; i < d; i++)
+        dir[i] = dirs.z[(size_t)a * d + i] - (b >= 0 ? dirs.z[(size_t)b * d + i] : 0);
+    int label = in.labels[0] < 0 ? 0 : in.labels[0];
+    for (int s = 0; s < n_alphas; s++) labels[s] = label;
+    if (encode_images(m, in.pixels, &label, 1, 1, z, NULL)) return EXIT_USER;
+    glow_latent_shift(strip, z, dir, alphas, n_alphas, d);
+    if (decode_latents(m, strip, labels, n_alphas, n_alphas, strip, NULL)) return EXIT_USER;
+    glow_postprocess(px, strip, n_alphas, d, cfg->n_bits);
+    if (make_dirs(out, 0) ||
+        glow_grid_write(out, px, n_alphas, cfg->image_h, cfg->image_w, cfg->image_c, n_alphas, 2) != GLOW_OK)
+        return cli_error("%s", glow_last_error());
+    printf("wrote %s: %s along '%s'%s%s at alpha", out, argv[optind], attribute,
+           minus ? " minus " : "", minus ? minus : "");
+    for (int s = 0; s < n_alphas; s++) printf("%s%g", s ? "," : " ", alphas[s]);
+    printf("\n");
+    glow_directions_free(&dirs);
+    free(z), free(dir), free(strip), free(px), free(labels);
+    free_inputs(&in);
+    glow_model_free(m);
+    return 0;
+}

@@ -24,12 +24,13 @@ int load_inputs(inputs *in, char **args, int nargs, const char *data, const char
     int need_data = nargs == 0;
     for (int i = 0; i < nargs; i++) need_data |= is_index(args[i]);
     if (need_data) {
-        if (load_data(&ds, data, split, cfg->image_h == cfg->image_w ? 0 : 0)) return EXIT_USER;
-        if (ds.h != cfg->image_h || ds.w != cfg->image_w || ds.c != cfg->image_c) {
+        /* Native size, or resized as training did when the model is square and smaller. */
+        if (load_data(&ds, data, split, 0)) return EXIT_USER;
+        if ((ds.h != cfg->image_h || ds.w != cfg->image_w) && cfg->image_h == cfg->image_w) {
             glow_dataset_free(&ds);
             if (load_data(&ds, data, split, cfg->image_h)) return EXIT_USER;
-            if (check_data_fits(&ds, cfg, data)) return EXIT_USER;
         }
+        if (check_data_fits(&ds, cfg, data)) return EXIT_USER;
         if (ds.labels && ds.n_classes == 10 && strstr(data, "fashion")) glow_dataset_set_fashion_names(&ds);
     }
     in->n = nargs ? nargs : (count > 0 && count < ds.n ? count : ds.n);
@@ -266,8 +267,8 @@ int cmd_decode(int argc, char **argv) {
     glow_model *m = load_model(checkpoint, raw);
     if (!m) return EXIT_USER;
     const glow_config *cfg = glow_model_config(m);
-    glow_real *z;
-    int n, *labels;
+    glow_real *z = NULL;
+    int n = 0, *labels = NULL;
     if (read_latents(&z, &n, &labels, latents, m)) return EXIT_USER;
     labels = malloc(sizeof(int) * (n ? n : 1));
     size_t d = glow_model_dim(m);
