@@ -74,10 +74,14 @@ TEST(model_inverse_exact) {
         glow_model *m = make_model(&cases[t], x, y);
         REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
         const int *labels = cases[t].n_classes ? y : NULL;
-        REQUIRE_OK(glow_model_encode(m, x, labels, BATCH, z, NULL));
-        REQUIRE_OK(glow_model_decode(m, z, labels, BATCH, x2));
+        double ld_fwd[BATCH], ld_inv[BATCH];
+        REQUIRE_OK(glow_model_encode(m, x, labels, BATCH, z, ld_fwd));
+        REQUIRE_OK(glow_model_decode(m, z, labels, BATCH, x2, ld_inv));
         double err = max_abs_diff(x, x2, BATCH * d);
         CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: decode(encode(x)) differs by %g", cases[t].name, err);
+        for (int b = 0; b < BATCH; b++)
+            CHECK(fabs(ld_fwd[b] - ld_inv[b]) < (IS_DOUBLE ? 1e-9 : 1e-3) * (1 + fabs(ld_fwd[b])),
+                  "%s: log-det forward %.10g, inverse %.10g", cases[t].name, ld_fwd[b], ld_inv[b]);
         /* Sampling at temperature 0 decodes the prior means: finite, and deterministic. */
         REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x));
         REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x2));
