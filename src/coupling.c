@@ -91,11 +91,13 @@ void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const 
 
 /* ---- the network ---------------------------------------------------------------------- */
 
-/* The convolutions' im2col scratch, then room for one (rows, width) gradient. */
+/* The 3x3 convolutions' scratch (at least one (rows, width) gradient, which the backward
+ * pass keeps there too), then room for another (rows, width) gradient. */
 static size_t conv_scratch(nn_shape s) {
     size_t rows = (size_t)s.batch * s.h * s.w;
-    size_t a = conv3x3_scratch(rows, s.cin), b = conv3x3_scratch(rows, s.width);
-    return a > b ? a : b;
+    size_t a = conv3x3_scratch(rows, s.cin, s.width), b = conv3x3_scratch(rows, s.width, s.cout);
+    size_t c = rows * s.width, m = a > b ? a : b;
+    return m > c ? m : c;
 }
 
 size_t coupling_nn_scratch(nn_shape s) {

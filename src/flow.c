@@ -68,7 +68,7 @@ static int workspace_reserve(glow_model *m, int batch, int with_store) {
         for (int i = 0; i < m->n_levels; i++) {
             const level *lv = &m->levels[i];
             size_t s = coupling_nn_scratch(nn_shape_of(m, lv, batch));
-            size_t p = conv3x3_scratch((size_t)batch * lv->h * lv->w, lv->c / 2);
+            size_t p = conv3x3_scratch((size_t)batch * lv->h * lv->w, lv->c / 2, lv->c);
             if (s > scratch) scratch = s;
             if (p > scratch) scratch = p;
         }

@@ -70,7 +70,17 @@ void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real 
                     (const float *)b, ldb, beta, (float *)c, ldc);
 }
 
-size_t conv3x3_scratch(size_t rows, int cin) { return rows * 9 * (size_t)cin; }
+/* Two ways to a 3x3 convolution, chosen by which side has fewer channels:
+ * - input side (im2col): col (rows, 9*cin) holds each pixel's neighbourhood, out = col W^T;
+ * - output side: Y = x W^T with W seen as (cout*9, cin), so Y[p, co*9 + tap] is pixel p's
+ *   contribution through one tap, and out[q, co] = sum over taps of Y[q + d_tap, co*9 + tap].
+ * Both do the same multiply-adds; the scratch is 9 times the smaller side. The backward
+ * pass mirrors the choice: the output side gathers dout into (rows, cout*9) instead. */
+static int output_side(int cin, int cout) { return cout < cin; }
+
+size_t conv3x3_scratch(size_t rows, int cin, int cout) {
+    return rows * 9 * (size_t)(output_side(cin, cout) ? cout : cin);
+}
 
 /* col (B*H*W, 9*cin): row (b,i,j), column (ky*3+kx)*cin + ci = x[b, i+ky-1, j+kx-1, ci]. */
 static void im2col3x3(real *col, const real *x, int batch, int h, int width, int cin) {
@@ -84,11 +94,12 @@ static void im2col3x3(real *col, const real *x, int batch, int h, int width, int
                     for (int kx = 0; kx < 3; kx++) {
                         int xj = j + kx - 1;
                         real *dst = row + (ky * 3 + kx) * cin;
-                        if (yi < 0 || yi >= h || xj < 0 || xj >= width)
-                            memset(dst, 0, sizeof(real) * cin);
-                        else
-                            memcpy(dst, x + (((size_t)b * h + yi) * width + xj) * cin,
-                                   sizeof(real) * cin);
+                        if (yi < 0 || yi >= h || xj < 0 || xj >= width) {
+                            for (int c = 0; c < cin; c++) dst[c] = 0;
+                        } else {
+                            const real *src = x + (((size_t)b * h + yi) * width + xj) * cin;
+                            for (int c = 0; c < cin; c++) dst[c] = src[c];
+                        }
                     }
                 }
             }
@@ -116,29 +127,87 @@ static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int widt
             }
 }
 
+/* out[q, co] = sum over taps of y[q + d_tap, co*9 + tap] (+ bias): the output side's sum. */
+static void tap_sum(real *out, const real *y, const real *bias, int batch, int h, int width,
+                    int cout) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++) {
+                real *dst = out + (((size_t)b * h + i) * width + j) * cout;
+                for (int co = 0; co < cout; co++) dst[co] = bias ? bias[co] : 0;
+                for (int ky = 0; ky < 3; ky++) {
+                    int yi = i + ky - 1;
+                    if (yi < 0 || yi >= h) continue;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int xj = j + kx - 1;
+                        if (xj < 0 || xj >= width) continue;
+                        const real *src = y + (((size_t)b * h + yi) * width + xj) * 9 * cout + ky * 3 + kx;
+                        for (int co = 0; co < cout; co++) dst[co] += src[co * 9];
+                    }
+                }
+            }
+}
+
+/* g[p, co*9 + tap] = dout[p - d_tap, co], zero where p - d_tap is outside the image. */
+static void tap_spread(real *g, const real *dout, int batch, int h, int width, int cout) {
+    #pragma omp parallel for collapse(2) schedule(static)
+    for (int b = 0; b < batch; b++)
+        for (int i = 0; i < h; i++)
+            for (int j = 0; j < width; j++) {
+                real *dst = g + (((size_t)b * h + i) * width + j) * 9 * cout;
+                for (int ky = 0; ky < 3; ky++) {
+                    int oi = i - ky + 1;
+                    for (int kx = 0; kx < 3; kx++) {
+                        int oj = j - kx + 1, tap = ky * 3 + kx;
+                        if (oi < 0 || oi >= h || oj < 0 || oj >= width) {
+                            for (int co = 0; co < cout; co++) dst[co * 9 + tap] = 0;
+                        } else {
+                            const real *src = dout + (((size_t)b * h + oi) * width + oj) * cout;
+                            for (int co = 0; co < cout; co++) dst[co * 9 + tap] = src[co];
+                        }
+                    }
+                }
+            }
+}
+
+static void add_bias(real *out, const real *bias, size_t rows, int cout) {
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (int c = 0; c < cout; c++) out[r * cout + c] += bias[c];
+}
+
 void conv3x3_forward(real *out, const real *x, const real *w, const real *bias, int batch,
                      int h, int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
+    if (output_side(cin, cout)) {
+        gemm(0, 1, (int)rows, 9 * cout, cin, 1, x, cin, w, cin, 0, scratch, 9 * cout);
+        tap_sum(out, scratch, bias, batch, h, width, cout);
+        return;
+    }
     im2col3x3(scratch, x, batch, h, width, cin);
     gemm(0, 1, (int)rows, cout, 9 * cin, 1, scratch, 9 * cin, w, 9 * cin, 0, out, cout);
-    if (bias) {
-        #pragma omp parallel for schedule(static)
-        for (size_t r = 0; r < rows; r++)
-            for (int c = 0; c < cout; c++) out[r * cout + c] += bias[c];
-    }
+    if (bias) add_bias(out, bias, rows, cout);
 }
 
 void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
                       const real *w, int batch, int h, int width, int cin, int cout,
                       real *scratch) {
     size_t rows = (size_t)batch * h * width;
-    im2col3x3(scratch, x, batch, h, width, cin);
-    gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
     if (dbias) {
         double sums[cout];
         channel_sums(sums, dout, NULL, rows, cout);
         for (int c = 0; c < cout; c++) dbias[c] += (real)sums[c];
     }
+    if (output_side(cin, cout)) {
+        /* dW[co*9 + tap, ci] = sum_p g[p, co*9 + tap] x[p, ci]; dx = g W. */
+        tap_spread(scratch, dout, batch, h, width, cout);
+        gemm(1, 0, 9 * cout, cin, (int)rows, 1, scratch, 9 * cout, x, cin, 1, dw, cin);
+        if (dx) gemm(0, 0, (int)rows, cin, 9 * cout, 1, scratch, 9 * cout, w, cin, 1, dx, cin);
+        return;
+    }
+    im2col3x3(scratch, x, batch, h, width, cin);
+    gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
     if (dx) {
         gemm(0, 0, (int)rows, 9 * cin, cout, 1, dout, cout, w, 9 * cin, 0, scratch, 9 * cin);
         col2im3x3_add(dx, scratch, batch, h, width, cin);

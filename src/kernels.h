@@ -18,8 +18,8 @@ typedef glow_real real;
 void gemm(int trans_a, int trans_b, int m, int n, int k, real alpha, const real *a, int lda,
           const real *b, int ldb, real beta, real *c, int ldc);
 
-/* Scratch needed by the 3x3 convolutions for `rows` pixels of `cin` channels. */
-size_t conv3x3_scratch(size_t rows, int cin);
+/* Scratch needed by a 3x3 convolution of `rows` pixels from cin to cout channels. */
+size_t conv3x3_scratch(size_t rows, int cin, int cout);
 
 /* out (B,H,W,cout) = conv3x3(x (B,H,W,cin), w) (+ bias (cout) if not NULL); overwrites. */
 void conv3x3_forward(real *out, const real *x, const real *w, const real *bias, int batch,

@@ -68,7 +68,7 @@ TEST(kernel_conv3x3_forward) {
         real *x = new_filled(rows * s.cin, 10 + t), *w = new_filled((size_t)s.cout * 9 * s.cin, 20 + t);
         real *bias = new_filled(s.cout, 30 + t), *out = new_filled(rows * s.cout, 40 + t);
         real *ref = malloc(sizeof(real) * rows * s.cout);
-        real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin));
+        real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin, s.cout));
         for (int with_bias = 0; with_bias < 2; with_bias++) {
             char what[96];
             snprintf(what, sizeof what, "%dx%dx%dx%d -> %d, %s bias", s.batch, s.h, s.w, s.cin,
@@ -90,7 +90,7 @@ TEST(kernel_conv3x3_backward) {
         size_t nx = rows * s.cin;
         real *x = new_filled(nx, 10 + t), *w = new_filled(nw, 20 + t);
         real *dout = new_filled(rows * s.cout, 30 + t);
-        real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin));
+        real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin, s.cout));
         /* Optimised and reference gradients start from the same non-zero values, so both
          * must add to them; a third run from zero checks "added" means exactly +=. */
         real *dx = new_filled(nx, 60 + t), *dw = new_filled(nw, 61 + t), *db = new_filled(s.cout, 62 + t);
@@ -136,7 +136,7 @@ TEST(kernel_conv3x3_ref_taps) {
     const int batch = 2, h = 3, w = 4, c = 2;
     size_t n = (size_t)batch * h * w * c;
     real *x = new_filled(n, 5), *out = malloc(sizeof(real) * n), *wt = malloc(sizeof(real) * c * 9 * c);
-    real *scratch = malloc(sizeof(real) * conv3x3_scratch((size_t)batch * h * w, c));
+    real *scratch = malloc(sizeof(real) * conv3x3_scratch((size_t)batch * h * w, c, c));
     real *out2 = malloc(sizeof(real) * n);
     for (int ky = 0; ky < 3; ky++)
         for (int kx = 0; kx < 3; kx++) {

@@ -729,7 +729,7 @@ TEST(layer_zeroconv) {
     t.wt = pool_reals(&p, nw), t.b = pool_reals(&p, t.cout), t.logs = pool_reals(&p, t.cout);
     t.out = filled(&p, rows * t.cout, 81, -1, 1);
     t.dout = filled(&p, rows * t.cout, 82, -1, 1);
-    t.scratch = pool_reals(&p, conv3x3_scratch(rows, t.cin));
+    t.scratch = pool_reals(&p, conv3x3_scratch(rows, t.cin, t.cout));
     zc_loss(&t);
     double omax = 0;
     for (size_t i = 0; i < rows * t.cout; i++) omax = fmax(omax, fabs(t.out[i]));
