@@ -57,7 +57,7 @@ $(BUILD)/test_f64: $(TOBJ64) $(BUILD)/libglow_f64.a
 	$(CC) $(CFLAGS) $(TOBJ64) $(BUILD)/libglow_f64.a $(LDLIBS) -o $@
 
 # TEST_ARGS selects tests by name substring, e.g. `make test TEST_ARGS=actnorm`.
-test: $(BUILD)/test_f32 $(BUILD)/test_f64
+test: glow $(BUILD)/test_f32 $(BUILD)/test_f64
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f64 $(TEST_ARGS)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f32 $(TEST_ARGS)
 

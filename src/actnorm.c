@@ -36,6 +36,19 @@ void actnorm_forward(real *y, double *logdet, const real *x, const real *b, cons
     }
 }
 
+void actnorm_relu_forward(real *y, const real *x, const real *b, const real *s, int batch,
+                          size_t hw, int c) {
+    real scale[c];
+    for (int j = 0; j < c; j++) scale[j] = (real)exp(ACTNORM_SCALE * s[j]);
+    size_t rows = (size_t)batch * hw;
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < c; j++) {
+            real v = (x[r * c + j] + b[j]) * scale[j];
+            y[r * c + j] = v > 0 ? v : 0;
+        }
+}
+
 void actnorm_inverse(real *x, double *logdet, const real *y, const real *b, const real *s,
                      int batch, size_t hw, int c) {
     real inv[c];
@@ -56,8 +69,7 @@ void actnorm_backward(real *dx, real *db, real *ds, const real *dy, const real *
                       const real *s, double dlogdet, int batch, size_t hw, int c) {
     size_t rows = (size_t)batch * hw;
     double sum_dy[c], sum_dy_y[c];
-    channel_sums(sum_dy, dy, NULL, rows, c);
-    channel_sums(sum_dy_y, dy, y, rows, c);
+    channel_sums2(sum_dy, sum_dy_y, dy, y, rows, c);
     real scale[c];
     for (int j = 0; j < c; j++) {
         scale[j] = (real)exp(ACTNORM_SCALE * s[j]);

@@ -42,6 +42,8 @@ void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const
 /* sums[c] = sum over rows of a[r,c] (* b[r,c] if b is not NULL), in double. The sum is
  * split into a fixed number of chunks added in order, so it does not depend on threads. */
 void channel_sums(double *sums, const real *a, const real *b, size_t rows, int c);
+/* sum_a[c] = sum of a[r,c] and sum_ab[c] = sum of a[r,c] * b[r,c], in one pass. */
+void channel_sums2(double *sum_a, double *sum_ab, const real *a, const real *b, size_t rows, int c);
 
 /* dst[r, 0:n] = src[r, 0:n] with row strides ld_dst, ld_src. */
 void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n);

@@ -18,6 +18,9 @@ void actnorm_init(real *b, real *s, const real *x, size_t rows, int c);
 /* y may alias x. logdet (B) += hw * 3 * sum(s) if not NULL. */
 void actnorm_forward(real *y, double *logdet, const real *x, const real *b, const real *s,
                      int batch, size_t hw, int c);
+/* y = max(0, actnorm(x)): the coupling network's fused actnorm and ReLU (no log-det). */
+void actnorm_relu_forward(real *y, const real *x, const real *b, const real *s, int batch,
+                          size_t hw, int c);
 void actnorm_inverse(real *x, double *logdet, const real *y, const real *b, const real *s,
                      int batch, size_t hw, int c);
 /* From the output y and dy: dx = dy * exp(3s) (overwrites; may alias dy), db, ds += ... */
