@@ -1,0 +1,28 @@
+#!/usr/bin/python3
+"""Markdown table of glow bench results against the PyTorch reference's (JSON lines)."""
+import json
+import sys
+
+
+def rows(path, key):
+    out = {}
+    for line in open(path):
+        r = json.loads(line)
+        if "phase" in r and "config" in r:
+            out[(r["config"], r["phase"])] = (r[key], r.get("peak_rss_mib"), r.get("gflops", r.get("achieved_conv_gflops")))
+    return out
+
+
+torch = rows(sys.argv[1], "value")
+ours = rows(sys.argv[2], "img_per_s")
+stored = rows(sys.argv[3], "img_per_s") if len(sys.argv) > 3 else {}
+print("| config | phase | PyTorch img/s | glow img/s (ratio) | glow, stored activations (ratio) | GFLOP/s glow / PyTorch | peak MiB glow / PyTorch |")
+print("|---|---|---|---|---|---|---|")
+for key in torch:
+    if key not in ours:
+        continue
+    t, o = torch[key], ours[key]
+    s = stored.get(key)
+    st = f"{s[0]:.1f} ({s[0] / t[0]:.2f}x)" if s and key[1] == "train" else "-"
+    print(f"| {key[0]} | {key[1]} | {t[0]:.1f} | {o[0]:.1f} ({o[0] / t[0]:.2f}x) | {st} | "
+          f"{o[2]:.0f} / {t[2]:.0f} | {o[1]:.0f} / {t[1]:.0f} |")
