@@ -154,9 +154,11 @@ TEST(cli_latent_bad_input) {
           strstr(out_text, "32x32x3") && strstr(out_text, "big.png"), "wrong image size: %s", out_text);
 }
 
-/* Nearest class mean on pixels, with a softmax over negative squared distances. */
-static void class_probs(double *p, const uint8_t *px, const double *means, double scale) {
+/* Nearest class mean on pixels, with a softmax over negative squared distances; returns
+ * the predicted class. */
+static int class_probs(double *p, const uint8_t *px, const double *means, double scale) {
     double dist[10], best = INFINITY, sum = 0;
+    int arg = 0;
     for (int k = 0; k < 10; k++) {
         double s = 0;
         for (int j = 0; j < 784; j++) {
@@ -164,10 +166,11 @@ static void class_probs(double *p, const uint8_t *px, const double *means, doubl
             s += e * e;
         }
         dist[k] = s / scale;
-        if (dist[k] < best) best = dist[k];
+        if (dist[k] < best) best = dist[k], arg = k;
     }
     for (int k = 0; k < 10; k++) sum += p[k] = exp(best - dist[k]);
     for (int k = 0; k < 10; k++) p[k] /= sum;
+    return arg;
 }
 
 TEST(latent_manipulation_moves_toward_class) {
@@ -216,10 +219,10 @@ TEST(latent_manipulation_moves_toward_class) {
             glow_latent_shift(moved, zi, dir, &one, 1, 784);
             REQUIRE_OK(glow_model_decode(m, moved, NULL, 1, x, NULL));
             glow_postprocess(out, x, 1, 784, 8);
-            class_probs(p, test.pixels + (size_t)i * 784, means, 2e5);
-            p_before += p[b], before_b += p[b] > 0.5;
-            class_probs(p, out, means, 2e5);
-            p_after += p[b], after_b += p[b] > 0.5;
+            before_b += class_probs(p, test.pixels + (size_t)i * 784, means, 2e5) == b;
+            p_before += p[b];
+            after_b += class_probs(p, out, means, 2e5) == b;
+            p_after += p[b];
             n++;
         }
         printf("(%d->%d: P(b) %.2f -> %.2f, predicted b %d -> %d of %d) ", a, b, p_before / n,
