@@ -6,6 +6,13 @@
 #include <string.h>
 #include "cli.h"
 
+enum { O_ATTR_FILE = 256, O_DIRECTIONS, O_ATTRIBUTE, O_MINUS, O_ALPHA };
+
+static int attr_file_option(void *ctx, int c, const char *arg) {
+    *(const char **)ctx = arg;
+    return c == O_ATTR_FILE ? 0 : EXIT_USAGE;
+}
+
 int cmd_attributes(int argc, char **argv) {
     static const char *help =
         "Usage: glow attributes --checkpoint FILE [OPTIONS]\n"
@@ -22,37 +29,19 @@ int cmd_attributes(int argc, char **argv) {
         "  --batch B           images per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_DATA, O_SPLIT, O_ATTR_FILE, O_N, O_OUT, O_BATCH, O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
-        {"attr-file", 1, 0, O_ATTR_FILE}, {"n", 1, 0, O_N}, {"out", 1, 0, O_OUT},
-        {"batch", 1, 0, O_BATCH}, {"raw", 0, 0, O_RAW}, {"threads", 1, 0, O_THREADS},
-        {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *data = DEFAULT_DATA, *split = "train", *attr_file = NULL,
-               *out = "directions.npz";
-    int n = 10000, batch = 256, raw = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case O_ATTR_FILE: attr_file = optarg; break;
-        case O_N: if (parse_int("--n", optarg, 1, 1 << 30, &n)) return 2; break;
-        case O_OUT: out = optarg; break;
-        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 16, &batch)) return 2; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_N, OPTION_OUT, OPTION_BATCH,
+        OPTION_RAW, OPTION_THREADS, OPTION_HELP, {"attr-file", 1, 0, O_ATTR_FILE}, {0, 0, 0, 0}};
+    common_opts co = {.data = DEFAULT_DATA, .split = "train", .out = "directions.npz", .n = 10000,
+                      .batch = 256};
+    const char *attr_file = NULL;
+    int rc = parse_command_line(argc, argv, opts, help, &co, attr_file_option, &attr_file);
+    if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!checkpoint) return cli_usage_error("--checkpoint FILE is required");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    const char *data = co.data, *split = co.split, *out = co.out;
+    int n = co.n, batch = co.batch;
     inputs in;
     if (attr_file) {
         /* Attach the attribute file to the folder, then take the images from it. */
@@ -113,6 +102,23 @@ int cmd_attributes(int argc, char **argv) {
     return 0;
 }
 
+typedef struct manipulate_opts {
+    const char *directions, *attribute, *minus;
+    double alphas[64];
+    int n_alphas;
+} manipulate_opts;
+
+static int manipulate_option(void *ctx, int c, const char *arg) {
+    manipulate_opts *o = ctx;
+    switch (c) {
+    case O_DIRECTIONS: o->directions = arg; return 0;
+    case O_ATTRIBUTE: o->attribute = arg; return 0;
+    case O_MINUS: o->minus = arg; return 0;
+    case O_ALPHA: return parse_doubles("--alpha", arg, -1e6, 1e6, o->alphas, 64, &o->n_alphas) ? EXIT_USAGE : 0;
+    }
+    return cli_usage_error("unknown option");
+}
+
 int cmd_manipulate(int argc, char **argv) {
     static const char *help =
         "Usage: glow manipulate IMAGE --attribute NAME --checkpoint FILE [OPTIONS]\n"
@@ -128,40 +134,21 @@ int cmd_manipulate(int argc, char **argv) {
         "  --out FILE          the strip (default manipulation.png)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_DIRECTIONS, O_ATTRIBUTE, O_MINUS, O_ALPHA, O_DATA, O_SPLIT, O_OUT,
-           O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"directions", 1, 0, O_DIRECTIONS},
-        {"attribute", 1, 0, O_ATTRIBUTE}, {"minus", 1, 0, O_MINUS}, {"alpha", 1, 0, O_ALPHA},
-        {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT}, {"out", 1, 0, O_OUT},
-        {"raw", 0, 0, O_RAW}, {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *directions = "directions.npz", *attribute = NULL, *minus = NULL,
-               *data = DEFAULT_DATA, *split = "test", *out = "manipulation.png";
-    double alphas[64] = {-1, -0.5, 0, 0.5, 1};
-    int n_alphas = 5, raw = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_DIRECTIONS: directions = optarg; break;
-        case O_ATTRIBUTE: attribute = optarg; break;
-        case O_MINUS: minus = optarg; break;
-        case O_ALPHA: if (parse_doubles("--alpha", optarg, -1e6, 1e6, alphas, 64, &n_alphas)) return 2; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_OUT, OPTION_RAW, OPTION_THREADS,
+        OPTION_HELP, {"directions", 1, 0, O_DIRECTIONS}, {"attribute", 1, 0, O_ATTRIBUTE},
+        {"minus", 1, 0, O_MINUS}, {"alpha", 1, 0, O_ALPHA}, {0, 0, 0, 0}};
+    common_opts co = {.data = DEFAULT_DATA, .split = "test", .out = "manipulation.png"};
+    manipulate_opts o = {.directions = "directions.npz", .alphas = {-1, -0.5, 0, 0.5, 1}, .n_alphas = 5};
+    int rc = parse_command_line(argc, argv, opts, help, &co, manipulate_option, &o);
+    if (rc) return rc < 0 ? 0 : rc;
     if (argc - optind != 1) return cli_usage_error("expected one IMAGE (a file or an index)");
-    if (!checkpoint || !attribute) return cli_usage_error("--checkpoint and --attribute are required");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+    if (!o.attribute) return cli_usage_error("--attribute NAME is required");
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    const char *directions = o.directions, *attribute = o.attribute, *minus = o.minus, *out = co.out;
+    const double *alphas = o.alphas;
+    int n_alphas = o.n_alphas;
     const glow_config *cfg = glow_model_config(m);
     glow_directions dirs;
     if (glow_directions_load(directions, &dirs) != GLOW_OK) return cli_error("%s", glow_last_error());
@@ -180,7 +167,7 @@ int cmd_manipulate(int argc, char **argv) {
         return cli_error("%s: no attribute '%s' (known: %s)", directions, unknown, known);
     }
     inputs in;
-    if (load_inputs(&in, argv + optind, 1, data, split, 0, cfg)) return EXIT_USER;
+    if (load_inputs(&in, argv + optind, 1, co.data, co.split, 0, cfg)) return EXIT_USER;
     glow_real *z = malloc(sizeof(glow_real) * d), *dir = malloc(sizeof(glow_real) * d),
               *strip = malloc(sizeof(glow_real) * n_alphas * d);
     uint8_t *px = malloc((size_t)n_alphas * d);

@@ -172,31 +172,38 @@ static glow_config config_of(const bench_config *b) {
     return cfg;
 }
 
-int cmd_bench(int argc, char **argv) {
-    enum { O_CONFIG = 256, O_PHASES, O_REPEATS, O_STORE, O_MEM_SWEEP, O_JSON, O_THREADS, O_HELP };
-    static const struct option opts[] = {
-        {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES}, {"repeats", 1, 0, O_REPEATS},
-        {"store-activations", 0, 0, O_STORE}, {"mem-sweep", 0, 0, O_MEM_SWEEP},
-        {"json", 0, 0, O_JSON}, {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *config_list = "fmnist,cifar-paper,celeba64", *phases = "train,encode,sample";
-    int repeats = 5, store = 0, sweep = 0, json = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CONFIG: config_list = optarg; break;
-        case O_PHASES: phases = optarg; break;
-        case O_REPEATS: if (parse_int("--repeats", optarg, 1, 64, &repeats)) return 2; break;
-        case O_STORE: store = 1; break;
-        case O_MEM_SWEEP: sweep = 1; break;
-        case O_JSON: json = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
+enum { O_CONFIG = 256, O_PHASES, O_REPEATS, O_STORE, O_MEM_SWEEP, O_JSON };
+typedef struct bench_opts {
+    const char *configs, *phases;
+    int repeats, store, sweep, json;
+} bench_opts;
+
+static int own_option(void *ctx, int c, const char *arg) {
+    bench_opts *o = ctx;
+    switch (c) {
+    case O_CONFIG: o->configs = arg; return 0;
+    case O_PHASES: o->phases = arg; return 0;
+    case O_REPEATS: return parse_int("--repeats", arg, 1, 64, &o->repeats) ? EXIT_USAGE : 0;
+    case O_STORE: o->store = 1; return 0;
+    case O_MEM_SWEEP: o->sweep = 1; return 0;
+    case O_JSON: o->json = 1; return 0;
     }
+    return cli_usage_error("unknown option");
+}
+
+int cmd_bench(int argc, char **argv) {
+    static const struct option opts[] = {
+        OPTION_THREADS, OPTION_HELP, {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES},
+        {"repeats", 1, 0, O_REPEATS}, {"store-activations", 0, 0, O_STORE},
+        {"mem-sweep", 0, 0, O_MEM_SWEEP}, {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
+    common_opts co = {0};
+    bench_opts o = {.configs = "fmnist,cifar-paper,celeba64", .phases = "train,encode,sample", .repeats = 5};
+    int rc = parse_command_line(argc, argv, opts, help, &co, own_option, &o);
+    if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    glow_set_threads(threads);
+    glow_set_threads(co.threads);
+    const char *config_list = o.configs, *phases = o.phases;
+    int repeats = o.repeats, store = o.store, sweep = o.sweep, json = o.json;
     char cpu[256];
     cpu_name(cpu, sizeof cpu);
     fprintf(stderr, "glow bench: %d threads; %s; %s\n", glow_get_threads(), glow_blas_info(), cpu);

@@ -19,6 +19,36 @@ int cli_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 extern const char *cli_command; /* "train", "eval", ... for messages */
 
+/* Options shared by several commands: one spelling and one meaning everywhere. A command
+ * lists the ones it takes in its option table with these macros. */
+enum { OPT_CHECKPOINT = 1000, OPT_DATA, OPT_SPLIT, OPT_N, OPT_BATCH, OPT_RAW, OPT_THREADS,
+       OPT_OUT, OPT_HELP };
+#define OPTION_CHECKPOINT {"checkpoint", required_argument, 0, OPT_CHECKPOINT}
+#define OPTION_DATA {"data", required_argument, 0, OPT_DATA}
+#define OPTION_SPLIT {"split", required_argument, 0, OPT_SPLIT}
+#define OPTION_N {"n", required_argument, 0, OPT_N}
+#define OPTION_BATCH {"batch", required_argument, 0, OPT_BATCH}
+#define OPTION_RAW {"raw", no_argument, 0, OPT_RAW}
+#define OPTION_THREADS {"threads", required_argument, 0, OPT_THREADS}
+#define OPTION_OUT {"out", required_argument, 0, OPT_OUT}
+#define OPTION_HELP {"help", no_argument, 0, OPT_HELP}
+
+typedef struct common_opts {
+    const char *checkpoint, *data, *split, *out;
+    int n, batch, raw, threads;
+} common_opts;
+
+/* A command's own options: returns 0, or the exit status of a usage error. */
+typedef int (*own_option_fn)(void *ctx, int c, const char *arg);
+/* Parse argv: the shared options into `common` (keep its defaults where not given), the
+ * command's own through `own`. Returns 0 to go on, -1 after printing --help (exit 0), or
+ * a usage error's exit status. Positional arguments stay at argv[optind...]. */
+int parse_command_line(int argc, char **argv, const struct option *opts, const char *help,
+                       common_opts *common, own_option_fn own, void *ctx);
+/* Threads, then the model of --checkpoint (its Polyak average unless --raw). Returns 0, or
+ * the exit status of the error it printed. */
+int open_model(const common_opts *common, glow_model **m);
+
 /* Strict parsers: the whole string must be a number in range, else a usage error naming
  * the option. They return 0 on success. */
 int parse_int(const char *option, const char *s, long lo, long hi, int *out);
@@ -34,9 +64,6 @@ double now_seconds(void);
 void format_duration(char *buf, size_t size, double seconds);
 /* Peak resident memory of this process, MiB. */
 double peak_rss_mib(void);
-
-/* Load a checkpoint for use (not training): with its Polyak average unless raw is set. */
-glow_model *load_model(const char *path, int raw);
 
 /* Load a data set and check that its images fit the model. */
 int load_data(glow_dataset *ds, const char *path, const char *split, int image_size);

@@ -99,10 +99,43 @@ double peak_rss_mib(void) {
     return ru.ru_maxrss / 1024.0;
 }
 
-glow_model *load_model(const char *path, int raw) {
-    glow_model *m = glow_checkpoint_load(path, !raw, NULL, NULL);
-    if (!m) cli_error("%s", glow_last_error());
-    return m;
+int parse_command_line(int argc, char **argv, const struct option *opts, const char *help,
+                       common_opts *co, own_option_fn own, void *ctx) {
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        int rc = 0;
+        switch (c) {
+        case 'h':
+        case OPT_HELP: fputs(help, stdout); return -1;
+        case OPT_CHECKPOINT: co->checkpoint = optarg; break;
+        case OPT_DATA: co->data = optarg; break;
+        case OPT_SPLIT:
+            if (strcmp(optarg, "train") && strcmp(optarg, "test"))
+                return cli_usage_error("--split '%s': expected train or test", optarg);
+            co->split = optarg;
+            break;
+        case OPT_OUT: co->out = optarg; break;
+        case OPT_N: rc = parse_int("--n", optarg, 1, 1 << 30, &co->n) ? EXIT_USAGE : 0; break;
+        case OPT_BATCH: rc = parse_int("--batch", optarg, 1, 1 << 16, &co->batch) ? EXIT_USAGE : 0; break;
+        case OPT_RAW: co->raw = 1; break;
+        case OPT_THREADS: rc = parse_int("--threads", optarg, 1, 4096, &co->threads) ? EXIT_USAGE : 0; break;
+        case '?':
+            return cli_usage_error(optopt ? "option '%s' needs a value" : "unknown option '%s'",
+                                   argv[optind - 1]);
+        default: rc = own ? own(ctx, c, optarg) : cli_usage_error("unknown option");
+        }
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+int open_model(const common_opts *co, glow_model **m) {
+    if (!co->checkpoint) return cli_usage_error("--checkpoint FILE is required");
+    glow_set_threads(co->threads);
+    *m = glow_checkpoint_load(co->checkpoint, !co->raw, NULL, NULL);
+    return *m ? 0 : cli_error("%s", glow_last_error());
 }
 
 int load_data(glow_dataset *ds, const char *path, const char *split, int image_size) {

@@ -140,35 +140,19 @@ int cmd_encode(int argc, char **argv) {
         "  --batch B           images per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_DATA, O_SPLIT, O_N, O_OUT, O_BATCH, O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
-        {"n", 1, 0, O_N}, {"out", 1, 0, O_OUT}, {"batch", 1, 0, O_BATCH}, {"raw", 0, 0, O_RAW},
-        {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *data = DEFAULT_DATA, *split = "test", *out = "z.npy";
-    int n = 0, batch = 256, raw = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case O_N: if (parse_int("--n", optarg, 1, 1 << 30, &n)) return 2; break;
-        case O_OUT: out = optarg; break;
-        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 16, &batch)) return 2; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
-    if (!checkpoint) return cli_usage_error("--checkpoint FILE is required");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_N, OPTION_OUT, OPTION_BATCH,
+        OPTION_RAW, OPTION_THREADS, OPTION_HELP, {0, 0, 0, 0}};
+    common_opts co = {.data = DEFAULT_DATA, .split = "test", .out = "z.npy", .batch = 256};
+    int rc = parse_command_line(argc, argv, opts, help, &co, NULL, NULL);
+    if (rc) return rc < 0 ? 0 : rc;
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    const char *checkpoint = co.checkpoint, *out = co.out;
+    int batch = co.batch, raw = co.raw;
     inputs in;
-    if (load_inputs(&in, argv + optind, argc - optind, data, split, n, glow_model_config(m))) return EXIT_USER;
+    if (load_inputs(&in, argv + optind, argc - optind, co.data, co.split, co.n, glow_model_config(m)))
+        return EXIT_USER;
     size_t d = glow_model_dim(m);
     glow_real *z = malloc(sizeof(glow_real) * in.n * d);
     if (!z) return cli_error("out of memory");
@@ -224,6 +208,22 @@ static int read_latents(glow_real **z, int *n, int **labels, const char *path, g
     return 0;
 }
 
+enum { O_LATENTS = 256, O_GRID, O_LABEL, O_STEPS };
+typedef struct decode_opts {
+    const char *latents, *grid;
+    int label;
+} decode_opts;
+
+static int decode_option(void *ctx, int c, const char *arg) {
+    decode_opts *o = ctx;
+    switch (c) {
+    case O_LATENTS: o->latents = arg; return 0;
+    case O_GRID: o->grid = arg; return 0;
+    case O_LABEL: return parse_int("--label", arg, 0, 1 << 20, &o->label) ? EXIT_USAGE : 0;
+    }
+    return cli_usage_error("unknown option");
+}
+
 int cmd_decode(int argc, char **argv) {
     static const char *help =
         "Usage: glow decode --checkpoint FILE --latents Z.npy (--out DIR | --grid FILE)\n"
@@ -237,35 +237,20 @@ int cmd_decode(int argc, char **argv) {
         "  --batch B           latents per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_LATENTS, O_OUT, O_GRID, O_LABEL, O_BATCH, O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"latents", 1, 0, O_LATENTS}, {"out", 1, 0, O_OUT},
-        {"grid", 1, 0, O_GRID}, {"label", 1, 0, O_LABEL}, {"batch", 1, 0, O_BATCH},
-        {"raw", 0, 0, O_RAW}, {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *latents = NULL, *out = NULL, *grid = NULL;
-    int batch = 256, raw = 0, threads = 0, label = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_LATENTS: latents = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_GRID: grid = optarg; break;
-        case O_LABEL: if (parse_int("--label", optarg, 0, 1 << 20, &label)) return 2; break;
-        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 16, &batch)) return 2; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
+        OPTION_CHECKPOINT, OPTION_OUT, OPTION_BATCH, OPTION_RAW, OPTION_THREADS, OPTION_HELP,
+        {"latents", 1, 0, O_LATENTS}, {"grid", 1, 0, O_GRID}, {"label", 1, 0, O_LABEL}, {0, 0, 0, 0}};
+    common_opts co = {.batch = 256};
+    decode_opts o = {0};
+    int rc = parse_command_line(argc, argv, opts, help, &co, decode_option, &o);
+    if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!checkpoint || !latents) return cli_usage_error("--checkpoint and --latents are required");
-    if (!out == !grid) return cli_usage_error("give --out DIR or --grid FILE");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+    if (!o.latents) return cli_usage_error("--latents Z.npy is required");
+    if (!co.out == !o.grid) return cli_usage_error("give --out DIR or --grid FILE");
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    const char *latents = o.latents, *out = co.out, *grid = o.grid;
+    int batch = co.batch, label = o.label;
     const glow_config *cfg = glow_model_config(m);
     glow_real *z = NULL;
     int n = 0, *labels = NULL;
@@ -301,6 +286,10 @@ int cmd_decode(int argc, char **argv) {
 
 /* ---- interpolate -------------------------------------------------------------------- */
 
+static int steps_option(void *ctx, int c, const char *arg) {
+    return c == O_STEPS && !parse_int("--steps", arg, 2, 1000, ctx) ? 0 : EXIT_USAGE;
+}
+
 int cmd_interpolate(int argc, char **argv) {
     static const char *help =
         "Usage: glow interpolate A B --checkpoint FILE [OPTIONS]\n"
@@ -313,36 +302,20 @@ int cmd_interpolate(int argc, char **argv) {
         "  --out FILE          the strip (default interpolation.png)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_STEPS, O_DATA, O_SPLIT, O_OUT, O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"steps", 1, 0, O_STEPS}, {"data", 1, 0, O_DATA},
-        {"split", 1, 0, O_SPLIT}, {"out", 1, 0, O_OUT}, {"raw", 0, 0, O_RAW},
-        {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *data = DEFAULT_DATA, *split = "test", *out = "interpolation.png";
-    int steps = 8, raw = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_STEPS: if (parse_int("--steps", optarg, 2, 1000, &steps)) return 2; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case O_OUT: out = optarg; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_OUT, OPTION_RAW, OPTION_THREADS,
+        OPTION_HELP, {"steps", 1, 0, O_STEPS}, {0, 0, 0, 0}};
+    common_opts co = {.data = DEFAULT_DATA, .split = "test", .out = "interpolation.png"};
+    int steps = 8;
+    int rc = parse_command_line(argc, argv, opts, help, &co, steps_option, &steps);
+    if (rc) return rc < 0 ? 0 : rc;
     if (argc - optind != 2) return cli_usage_error("expected two images A B (files or indices)");
-    if (!checkpoint) return cli_usage_error("--checkpoint FILE is required");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    const char *out = co.out;
     const glow_config *cfg = glow_model_config(m);
     inputs in;
-    if (load_inputs(&in, argv + optind, 2, data, split, 0, cfg)) return EXIT_USER;
+    if (load_inputs(&in, argv + optind, 2, co.data, co.split, 0, cfg)) return EXIT_USER;
     size_t d = glow_model_dim(m);
     glow_real *z = malloc(sizeof(glow_real) * 2 * d), *line = malloc(sizeof(glow_real) * steps * d);
     uint8_t *px = malloc((size_t)steps * d);
@@ -380,36 +353,19 @@ int cmd_check(int argc, char **argv) {
         "  --batch B           images per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
-    enum { O_CHECKPOINT = 256, O_DATA, O_SPLIT, O_N, O_BATCH, O_RAW, O_THREADS, O_HELP };
     static const struct option opts[] = {
-        {"checkpoint", 1, 0, O_CHECKPOINT}, {"data", 1, 0, O_DATA}, {"split", 1, 0, O_SPLIT},
-        {"n", 1, 0, O_N}, {"batch", 1, 0, O_BATCH}, {"raw", 0, 0, O_RAW},
-        {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
-    const char *checkpoint = NULL, *data = DEFAULT_DATA, *split = "test";
-    int n = 0, batch = 256, raw = 0, threads = 0, c;
-    optind = 1;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (c) {
-        case 'h': case O_HELP: fputs(help, stdout); return 0;
-        case O_CHECKPOINT: checkpoint = optarg; break;
-        case O_DATA: data = optarg; break;
-        case O_SPLIT: split = optarg; break;
-        case O_N: if (parse_int("--n", optarg, 1, 1 << 30, &n)) return 2; break;
-        case O_BATCH: if (parse_int("--batch", optarg, 1, 1 << 16, &batch)) return 2; break;
-        case O_RAW: raw = 1; break;
-        case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &threads)) return 2; break;
-        default: return cli_usage_error("unknown option '%s'", argv[optind - 1]);
-        }
-    }
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_N, OPTION_BATCH, OPTION_RAW,
+        OPTION_THREADS, OPTION_HELP, {0, 0, 0, 0}};
+    common_opts co = {.data = DEFAULT_DATA, .split = "test", .batch = 256};
+    int rc = parse_command_line(argc, argv, opts, help, &co, NULL, NULL);
+    if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    if (!checkpoint) return cli_usage_error("--checkpoint FILE is required");
-    glow_set_threads(threads);
-    glow_model *m = load_model(checkpoint, raw);
-    if (!m) return EXIT_USER;
+    glow_model *m;
+    if ((rc = open_model(&co, &m))) return rc;
+    int batch = co.batch;
     const glow_config *cfg = glow_model_config(m);
     inputs in;
-    if (load_inputs(&in, NULL, 0, data, split, n, cfg)) return EXIT_USER;
+    if (load_inputs(&in, NULL, 0, co.data, co.split, co.n, cfg)) return EXIT_USER;
     size_t d = glow_model_dim(m);
     int chunk = batch;
     glow_real *x = malloc(sizeof(glow_real) * chunk * d), *z = malloc(sizeof(glow_real) * chunk * d),
