@@ -388,14 +388,14 @@ int cmd_check(int argc, char **argv) {
             for (size_t i = 0; i < d; i++) {
                 size_t j = (size_t)b * d + i;
                 double e = fabs((double)x2[j] - x[j]);
-                if (!(e <= max_err)) max_err = e;
+                if (!(e <= max_err) && !isnan(max_err)) max_err = e; /* NaN stays */
                 /* compare at the model's bit depth */
                 diff += (px[j] >> (8 - cfg->n_bits)) != (orig[j] >> (8 - cfg->n_bits));
             }
             bad_pixels += diff;
             bad_images += diff > 0;
             double e = fabs(ld_f[b] - ld_i[b]);
-            if (!(e <= max_ld)) max_ld = e;
+            if (!(e <= max_ld) && !isnan(max_ld)) max_ld = e;
         }
     }
     printf("%d images: largest reconstruction error %.3g (a quantisation bin is %.3g); %lld images "

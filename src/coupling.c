@@ -63,7 +63,9 @@ void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glo
 }
 
 /* Affine: y2 = (x2 + t) s with s = sigmoid(a + 2). dx2 = dt = dy2 s; ds = dy2 (x2 + t) +
- * dlogdet / s (from log s in the log-det); da = ds s (1 - s). Additive: dx2 = dh = dy2. */
+ * dlogdet / s (from log s in the log-det); da = ds s (1 - s) = dy2 (x2 + t) s (1 - s) +
+ * dlogdet (1 - s), written without the division so that an s that underflows to 0 gives
+ * a finite gradient. Additive: dx2 = dh = dy2. */
 void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
                        glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
@@ -80,9 +82,8 @@ void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const 
                 dxr[half + j] = (real)g;
             } else {
                 double s = sigmoid((double)hr[2 * j + 1] + 2.0);
-                double ds = g * (xr[half + j] + hr[2 * j]) + dlogdet / s;
                 dhr[2 * j] = (real)(g * s);
-                dhr[2 * j + 1] = (real)(ds * s * (1.0 - s));
+                dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * s + dlogdet) * (1.0 - s));
                 dxr[half + j] = (real)(g * s);
             }
         }

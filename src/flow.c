@@ -635,7 +635,7 @@ static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch
     st.max_rebuild_error = 0;
     for (size_t i = 0; i < (size_t)batch * m->dim; i++) {
         double d = fabs((double)ws->tmp[i] - x[i]);
-        if (!(d <= st.max_rebuild_error)) st.max_rebuild_error = d;
+        if (!(d <= st.max_rebuild_error) && !isnan(st.max_rebuild_error)) st.max_rebuild_error = d; /* NaN stays */
     }
     if (dx) squeeze_inverse(dx, ws->dcur, batch, cfg->image_h, cfg->image_w, cfg->image_c);
     *stats = st;

@@ -54,7 +54,7 @@ static inline double max_abs_diff(const glow_real *a, const glow_real *b, size_t
     double m = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= m)) m = d; /* NaN wins */
+        if (!(d <= m) && !isnan(m)) m = d; /* a NaN, once seen, stays */
     }
     return m;
 }

@@ -34,7 +34,7 @@ static void check_close(const char *what, const real *a, const real *ref, size_t
     for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs((double)ref[i]));
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)ref[i]);
-        if (!(d <= worst)) worst = d, at = i; /* NaN wins */
+        if (!(d <= worst) && !isnan(worst)) worst = d, at = i; /* a NaN stays */
     }
     double rel = worst / (scale > 0 ? scale : 1);
     CHECK(rel <= tol,
