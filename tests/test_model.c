@@ -336,3 +336,25 @@ TEST(model_rebuild_drift_falls_back_to_stored) {
     free(g1);
     glow_model_free(m);
 }
+
+/* A scale that underflows to exactly 0 makes the rebuilt inputs NaN (0/0): the step must
+ * notice (a NaN anywhere in the rebuilt input, not only the last one) and fall back. */
+TEST(model_rebuild_nan_falls_back_to_stored) {
+    const model_case *t = &cases[0];
+    glow_real x[BATCH * 16];
+    int y[BATCH];
+    glow_model *m = make_model(t, x, y);
+    REQUIRE(m, "%s", glow_last_error());
+    int i = glow_model_find_tensor(m, "level0.step0.coupling.conv3.bias");
+    REQUIRE(i >= 0, "no such tensor");
+    const glow_tensor_info *ti = glow_model_tensor(m, i);
+    glow_model_params(m)[ti->offset + 1] = -2000; /* one scale channel: sigmoid(-1998) == 0 */
+    glow_step_stats st;
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+    CHECK(st.recomputed == 1 && !isfinite(st.max_rebuild_error), "rebuild %g, recomputed %d", st.max_rebuild_error, st.recomputed);
+    const glow_real *g = glow_model_grads(m);
+    size_t bad = 0;
+    for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+    CHECK(isfinite(st.loss) && bad == 0, "loss %g, %zu non-finite gradients", st.loss, bad);
+    glow_model_free(m);
+}
