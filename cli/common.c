@@ -104,7 +104,7 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
     int c;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         int rc = 0;
         switch (c) {
         case 'h':
@@ -121,9 +121,8 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
         case OPT_BATCH: rc = parse_int("--batch", optarg, 1, 1 << 16, &co->batch) ? EXIT_USAGE : 0; break;
         case OPT_RAW: co->raw = 1; break;
         case OPT_THREADS: rc = parse_int("--threads", optarg, 1, 4096, &co->threads) ? EXIT_USAGE : 0; break;
-        case '?':
-            return cli_usage_error(optopt ? "option '%s' needs a value" : "unknown option '%s'",
-                                   argv[optind - 1]);
+        case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
+        case '?': return cli_usage_error("unknown option '%s'", argv[optind - 1]);
         default: rc = own ? own(ctx, c, optarg) : cli_usage_error("unknown option");
         }
         if (rc) return rc;

@@ -52,6 +52,7 @@ int cmd_eval(int argc, char **argv) {
     if (load_data(&ds, co.data, co.split, o.image_size)) return EXIT_USER;
     if (check_data_fits(&ds, glow_model_config(m), co.data)) return EXIT_USER;
     int count = co.n && co.n < ds.n ? co.n : ds.n;
+    if (count == 0) return cli_error("%s: no images in the %s split", co.data, co.split);
     double *bpd = malloc(sizeof(double) * count), t0 = now_seconds();
     if (!bpd) return cli_error("out of memory");
     if (cli_log_prob(m, &ds, count, co.batch, (uint64_t)o.seed, bpd)) return EXIT_USER;

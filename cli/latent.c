@@ -52,8 +52,10 @@ int load_inputs(inputs *in, char **args, int nargs, const char *data, const char
             memcpy(in->pixels + i * d, px, d);
             free(px);
         } else {
-            int k = nargs ? atoi(args[i]) : i;
-            if (k >= ds.n) return cli_error("%s: image index %d, but the %s split has %d images", data, k, split, ds.n);
+            long k = nargs ? strtol(args[i], NULL, 10) : i; /* digits only: see is_index */
+            if (k < 0 || k >= ds.n || strlen(args[i]) > 9)
+                return cli_error("%s: image index %s, but the %s split has %d images", data,
+                                 nargs ? args[i] : "?", split, ds.n);
             memcpy(in->pixels + i * d, ds.pixels + (size_t)k * d, d);
             if (ds.labels) in->labels[i] = ds.labels[k];
         }
@@ -65,7 +67,7 @@ int load_inputs(inputs *in, char **args, int nargs, const char *data, const char
             if (in->class_names) memcpy(in->class_names, ds.class_names, sizeof(*in->class_names) * ds.n_classes);
         }
     }
-    if (ds.n_attrs) {
+    if (ds.n_attrs && nargs == 0) {
         in->n_attrs = ds.n_attrs;
         in->attr_names = malloc(sizeof(*in->attr_names) * ds.n_attrs);
         in->attrs = malloc((size_t)ds.n * ds.n_attrs);
@@ -156,7 +158,11 @@ int cmd_encode(int argc, char **argv) {
     size_t d = glow_model_dim(m);
     glow_real *z = malloc(sizeof(glow_real) * in.n * d);
     if (!z) return cli_error("out of memory");
-    if (encode_images(m, in.pixels, in.labels, in.n, batch, z, NULL)) return EXIT_USER;
+    int *labels = malloc(sizeof(int) * (in.n ? in.n : 1)); /* unknown labels: class 0 */
+    if (!labels) return cli_error("out of memory");
+    for (int i = 0; i < in.n; i++) labels[i] = in.labels[i] < 0 ? 0 : in.labels[i];
+    if (encode_images(m, in.pixels, labels, in.n, batch, z, NULL)) return EXIT_USER;
+    free(labels);
     if (make_dirs(out, 0)) return EXIT_USER;
     if (glow_npy_write(out, z, in.n, d) != GLOW_OK) return cli_error("%s", glow_last_error());
     char labels_path[4200] = "", meta[4200];
@@ -183,14 +189,13 @@ int cmd_encode(int argc, char **argv) {
 /* ---- decode ------------------------------------------------------------------------- */
 
 /* Latents from a file, checked against the model: size, and the model that made them. */
-static int read_latents(glow_real **z, int *n, int **labels, const char *path, glow_model *m) {
+static int read_latents(glow_real **z, int *n, const char *path, glow_model *m) {
     size_t rows, cols;
     if (glow_npy_read(path, z, &rows, &cols) != GLOW_OK) return cli_error("%s", glow_last_error());
     if (cols != glow_model_dim(m))
         return cli_error("%s: latents of size %zu, but the model's are %zu (another model?)", path,
                          cols, glow_model_dim(m));
     *n = (int)rows;
-    *labels = NULL;
     char meta[4200], text[8192] = "";
     sibling(meta, sizeof meta, path, ".json");
     FILE *f = fopen(meta, "r");
@@ -208,10 +213,9 @@ static int read_latents(glow_real **z, int *n, int **labels, const char *path, g
     return 0;
 }
 
-enum { O_LATENTS = 256, O_GRID, O_LABEL, O_STEPS };
+enum { O_LATENTS = 256, O_GRID, O_STEPS };
 typedef struct decode_opts {
     const char *latents, *grid;
-    int label;
 } decode_opts;
 
 static int decode_option(void *ctx, int c, const char *arg) {
@@ -219,7 +223,6 @@ static int decode_option(void *ctx, int c, const char *arg) {
     switch (c) {
     case O_LATENTS: o->latents = arg; return 0;
     case O_GRID: o->grid = arg; return 0;
-    case O_LABEL: return parse_int("--label", arg, 0, 1 << 20, &o->label) ? EXIT_USAGE : 0;
     }
     return cli_usage_error("unknown option");
 }
@@ -233,13 +236,12 @@ int cmd_decode(int argc, char **argv) {
         "  --latents Z.npy     float32 (N, D)\n"
         "  --out DIR           one PNG per image\n"
         "  --grid FILE         one PNG grid instead\n"
-        "  --label Y           class for a class-conditional model (default: Z_labels.npy or 0)\n"
         "  --batch B           latents per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
     static const struct option opts[] = {
         OPTION_CHECKPOINT, OPTION_OUT, OPTION_BATCH, OPTION_RAW, OPTION_THREADS, OPTION_HELP,
-        {"latents", 1, 0, O_LATENTS}, {"grid", 1, 0, O_GRID}, {"label", 1, 0, O_LABEL}, {0, 0, 0, 0}};
+        {"latents", 1, 0, O_LATENTS}, {"grid", 1, 0, O_GRID}, {0, 0, 0, 0}};
     common_opts co = {.batch = 256};
     decode_opts o = {0};
     int rc = parse_command_line(argc, argv, opts, help, &co, decode_option, &o);
@@ -250,18 +252,17 @@ int cmd_decode(int argc, char **argv) {
     glow_model *m;
     if ((rc = open_model(&co, &m))) return rc;
     const char *latents = o.latents, *out = co.out, *grid = o.grid;
-    int batch = co.batch, label = o.label;
+    int batch = co.batch;
     const glow_config *cfg = glow_model_config(m);
     glow_real *z = NULL;
-    int n = 0, *labels = NULL;
-    if (read_latents(&z, &n, &labels, latents, m)) return EXIT_USER;
-    labels = malloc(sizeof(int) * (n ? n : 1));
+    int n = 0;
+    if (read_latents(&z, &n, latents, m)) return EXIT_USER;
     size_t d = glow_model_dim(m);
     glow_real *x = malloc(sizeof(glow_real) * (n ? n : 1) * d);
     uint8_t *px = malloc((size_t)(n ? n : 1) * d);
-    if (!labels || !x || !px) return cli_error("out of memory");
-    for (int i = 0; i < n; i++) labels[i] = label < cfg->n_classes || !cfg->n_classes ? label : 0;
-    if (decode_latents(m, z, labels, n, batch, x, NULL)) return EXIT_USER;
+    if (!x || !px) return cli_error("out of memory");
+    /* Decoding given latents does not use the label: only the priors do. */
+    if (decode_latents(m, z, NULL, n, batch, x, NULL)) return EXIT_USER;
     glow_postprocess(px, x, n, d, cfg->n_bits);
     if (grid) {
         if (make_dirs(grid, 0)) return EXIT_USER;
@@ -279,7 +280,7 @@ int cmd_decode(int argc, char **argv) {
         }
         printf("wrote %d images to %s/\n", n, out);
     }
-    free(z), free(labels), free(x), free(px);
+    free(z), free(x), free(px);
     glow_model_free(m);
     return 0;
 }

@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "cli.h"
 
@@ -112,7 +113,7 @@ static int parse_options(train_opts *o, int argc, char **argv) {
     long long ll;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, "h", long_options, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", long_options, NULL)) != -1) {
         if (c == '?') return cli_usage_error("unknown option '%s'", argv[optind - 1]);
         if (c == ':') return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         if (c == 'h') c = O_HELP;
@@ -278,8 +279,13 @@ int cmd_train(int argc, char **argv) {
 
     glow_dataset train = {0}, test = {0};
     if (load_data(&train, o.data, "train", o.image_size)) return EXIT_USER;
-    int have_test = glow_dataset_load(&test, o.data, "test", o.image_size) == GLOW_OK;
-    if (!have_test) test = train; /* an image folder has one split: evaluate on it */
+    /* An image folder or a single IDX file has one split: evaluate on it. A folder of IDX or
+     * CIFAR-10 files has a test split, which must then load. */
+    struct stat sb;
+    int one_split = train.names != NULL || (stat(o.data, &sb) == 0 && S_ISREG(sb.st_mode));
+    int have_test = !one_split;
+    if (have_test && load_data(&test, o.data, "test", o.image_size)) return EXIT_USER;
+    if (!have_test) test = train;
 
     glow_model *m = NULL;
     glow_optimizer opt = {0};
@@ -287,7 +293,13 @@ int cmd_train(int argc, char **argv) {
     if (o.resume) {
         m = glow_checkpoint_load(o.checkpoint, 0, &opt, &st);
         if (!m) return cli_error("%s", glow_last_error());
-        if (!opt.m) return cli_error("%s has no optimizer state: it cannot be resumed", o.checkpoint);
+        if (!opt.m || st.batch < 1 || st.step < 0 || st.epoch < 0 || st.batch_in_epoch < 0)
+            return cli_error("%s has no usable training state: it cannot be resumed", o.checkpoint);
+        if (o.given[O_OPTIMIZER] && o.oc.kind != opt.cfg.kind)
+            return cli_error("%s was trained with another --optimizer", o.checkpoint);
+        if (o.given[O_SEED] && o.cfg.seed != glow_model_config(m)->seed)
+            return cli_error("%s was trained with --seed %llu", o.checkpoint,
+                             (unsigned long long)glow_model_config(m)->seed);
         if (check_resume_options(&o, glow_model_config(m))) return EXIT_USER;
         if (o.given[O_BATCH] && o.batch != st.batch)
             return cli_error("%s was trained with --batch %d: an exact resume needs the same",
@@ -296,6 +308,7 @@ int cmd_train(int argc, char **argv) {
         if (o.given[O_LR]) opt.cfg.lr = o.oc.lr;
         if (o.given[O_WARMUP]) opt.cfg.warmup = o.oc.warmup;
         if (o.given[O_GRAD_CLIP]) opt.cfg.grad_clip = o.oc.grad_clip;
+        if (o.given[O_POLYAK]) opt.cfg.polyak = o.oc.polyak;
     } else {
         if (access(o.checkpoint, F_OK) == 0)
             return cli_error("%s exists: continue it with --resume, or choose another "
@@ -309,7 +322,8 @@ int cmd_train(int argc, char **argv) {
         if (!m) return cli_error("%s", glow_last_error());
     }
     const glow_config *cfg = glow_model_config(m);
-    if (check_data_fits(&train, cfg, o.data)) return EXIT_USER;
+    if (check_data_fits(&train, cfg, o.data) || (have_test && check_data_fits(&test, cfg, o.data)))
+        return EXIT_USER;
     if (o.batch > train.n)
         return cli_error("%s: %d images, fewer than one batch of %d", o.data, train.n, o.batch);
     glow_model_set_store_activations(m, o.store);
@@ -444,9 +458,9 @@ int cmd_train(int argc, char **argv) {
         }
         if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {
             swap_average(m, &opt);
-            int failed = cli_log_prob(m, &test, eval_n, 256, 0, bpd);
+            int failed = cli_log_prob(m, &test, eval_n, o.batch, 0, bpd);
             swap_average(m, &opt);
-            if (failed) { status = EXIT_USER, stop_reason = NULL; break; }
+            if (failed) { status = EXIT_USER, stop_reason = "stopped by an error"; break; }
             last_test = mean_of(bpd, eval_n);
             fprintf(metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
                     (long long)st.step, last_test, eval_n);
@@ -461,7 +475,7 @@ int cmd_train(int argc, char **argv) {
             swap_average(m, &opt);
             snprintf(path, sizeof path, "%s/step%07lld.png", samples_dir, (long long)st.step);
             if (!ok || write_sample_grid(path, samples, 64, cfg, 8)) {
-                status = cli_error("%s", glow_last_error()), stop_reason = NULL;
+                status = cli_error("%s", glow_last_error()), stop_reason = "stopped by an error";
                 break;
             }
             t_interval = now_seconds();

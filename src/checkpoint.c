@@ -18,6 +18,7 @@
 #include <unistd.h>
 #include <zlib.h>
 #include "glow.h"
+#include "model.h"
 
 #define MAGIC "GLOWCKPT"
 #define VERSION 1u
@@ -548,6 +549,10 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
         goto fail;
     }
     if (use_average && avg) memcpy(glow_model_params(m), avg, sizeof(glow_real) * n);
+    if (glow_model_check_fixed(m) != GLOW_OK) {
+        glow_fail(GLOW_EFORMAT, "%s: %s", path, glow_last_error());
+        goto fail;
+    }
     if (state) {
         memset(state, 0, sizeof *state);
         if (has_state) {

@@ -185,7 +185,7 @@ static void idx_label_path(char *out, const char *images) {
     out[0] = 0;
     const char *base = strrchr(images, '/');
     base = base ? base + 1 : images;
-    const char *m = strstr(base, "images-idx");
+    const char *m = strstr(base, "images-idx3");
     if (!m || strlen(images) + 4 >= PATH_MAX_LEN) return;
     char cand[PATH_MAX_LEN];
     size_t pre = (size_t)(m - images);

@@ -114,7 +114,10 @@ static int workspace_reserve(glow_model *m, int batch, int with_store) {
             size_t rows = (size_t)batch * lv->h * lv->w;
             free(lv->store);
             lv->store = calloc(m->cfg.depth, sizeof(step_store));
-            if (!lv->store) return glow_fail(GLOW_ENOMEM, "out of memory");
+            if (!lv->store) {
+                workspace_release_store(m);
+                return glow_fail(GLOW_ENOMEM, "out of memory");
+            }
             for (int k = 0; k < m->cfg.depth; k++) {
                 step_store *st = &lv->store[k];
                 st->a = p, p += rows * lv->c;
@@ -138,7 +141,7 @@ static coupling_nn nn_at(real *base, const step_offsets *s) {
 
 static void fixed_perm(const glow_model *m, const step_offsets *s, int *perm, int c) {
     for (int i = 0; i < c; i++)
-        perm[i] = m->cfg.permutation == GLOW_REVERSE ? c - 1 - i : (int)m->params[s->perm + i];
+        perm[i] = m->cfg.permutation == GLOW_REVERSE ? c - 1 - i : (int)lrint(m->params[s->perm + i]);
 }
 
 /* The 1x1 convolution's matrix W into ws->w_mat (LU form) or a pointer to it (free form). */

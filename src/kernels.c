@@ -268,30 +268,35 @@ void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const
 #define SUM_CHUNKS 64
 
 /* Both sums of channel_sums2 in one pass over the rows, in SUM_CHUNKS fixed chunks added in
- * order (the same result on any number of threads). */
+ * order (the same result on any number of threads); columns in blocks of SUM_BLOCK so that
+ * the partial sums stay a fixed size on the stack. */
+#define SUM_BLOCK 256
 static void sums_pass(double *sa, double *sab, const real *a, const real *b, size_t rows, int c) {
-    double part[SUM_CHUNKS][2 * c];
+    double part[SUM_CHUNKS][2 * SUM_BLOCK];
     size_t per = (rows + SUM_CHUNKS - 1) / SUM_CHUNKS;
-    #pragma omp parallel for schedule(static)
-    for (int k = 0; k < SUM_CHUNKS; k++) {
-        double *pa = part[k], *pab = part[k] + c;
-        for (int j = 0; j < 2 * c; j++) part[k][j] = 0;
-        size_t r0 = k * per, r1 = r0 + per < rows ? r0 + per : rows;
-        for (size_t r = r0; r < r1; r++) {
-            const real *ar = a + r * c;
-            if (sa)
-                for (int j = 0; j < c; j++) pa[j] += ar[j];
-            if (sab) {
-                const real *br = b + r * c;
-                for (int j = 0; j < c; j++) pab[j] += (double)ar[j] * br[j];
+    for (int c0 = 0; c0 < c; c0 += SUM_BLOCK) {
+        int nc = c - c0 < SUM_BLOCK ? c - c0 : SUM_BLOCK;
+        #pragma omp parallel for schedule(static)
+        for (int k = 0; k < SUM_CHUNKS; k++) {
+            double *pa = part[k], *pab = part[k] + SUM_BLOCK;
+            for (int j = 0; j < nc; j++) pa[j] = pab[j] = 0;
+            size_t r0 = k * per, r1 = r0 + per < rows ? r0 + per : rows;
+            for (size_t r = r0; r < r1; r++) {
+                const real *ar = a + r * c + c0;
+                if (sa)
+                    for (int j = 0; j < nc; j++) pa[j] += ar[j];
+                if (sab) {
+                    const real *br = b + r * c + c0;
+                    for (int j = 0; j < nc; j++) pab[j] += (double)ar[j] * br[j];
+                }
             }
         }
-    }
-    for (int j = 0; j < c; j++) {
-        double ta = 0, tab = 0;
-        for (int k = 0; k < SUM_CHUNKS; k++) ta += part[k][j], tab += part[k][c + j];
-        if (sa) sa[j] = ta;
-        if (sab) sab[j] = tab;
+        for (int j = 0; j < nc; j++) {
+            double ta = 0, tab = 0;
+            for (int k = 0; k < SUM_CHUNKS; k++) ta += part[k][j], tab += part[k][SUM_BLOCK + j];
+            if (sa) sa[c0 + j] = ta;
+            if (sab) sab[c0 + j] = tab;
+        }
     }
 }
 

@@ -306,3 +306,23 @@ size_t glow_model_n_trainable(const glow_model *m) {
     return n;
 }
 void glow_model_set_store_activations(glow_model *m, int store) { m->store = store != 0; }
+
+int glow_model_check_fixed(const glow_model *m) {
+    for (int i = 0; i < m->n_tensors; i++) {
+        const glow_tensor_info *t = &m->tensors[i];
+        size_t n = t->size;
+        if (t->trainable || !strstr(t->name, ".perm")) continue;
+        char *seen = calloc(n, 1);
+        if (!seen) return glow_fail(GLOW_ENOMEM, "out of memory");
+        int ok = 1;
+        for (size_t j = 0; j < n && ok; j++) {
+            double v = m->params[t->offset + j];
+            long k = lrint(v);
+            ok = fabs(v - k) < 1e-3 && k >= 0 && (size_t)k < n && !seen[k];
+            if (ok) seen[k] = 1;
+        }
+        free(seen);
+        if (!ok) return glow_fail(GLOW_EFORMAT, "tensor %s is not a permutation of 0..%zu", t->name, n - 1);
+    }
+    return GLOW_OK;
+}

@@ -225,7 +225,7 @@ def log_prob(ck, x, y=None, use_average=False):
             if perm == "reverse":
                 h = h[..., ::-1]
             elif perm == "shuffle":
-                h = h[..., p[s + "shuffle.perm"].astype(np.int64)]
+                h = h[..., np.rint(p[s + "shuffle.perm"]).astype(np.int64)]
             elif perm == "invconv":
                 wm = p[s + "invconv.weight"]
                 h = h @ wm.T
@@ -234,7 +234,7 @@ def log_prob(ck, x, y=None, use_average=False):
                 lower = np.tril(p[s + "invconv.lower"], -1) + np.eye(c)
                 upper = np.triu(p[s + "invconv.upper"], 1) + np.diag(
                     p[s + "invconv.sign"] * np.exp(p[s + "invconv.log_s"]))
-                wm = (lower @ upper)[p[s + "invconv.perm"].astype(np.int64)]
+                wm = (lower @ upper)[np.rint(p[s + "invconv.perm"]).astype(np.int64)]
                 h = h @ wm.T
                 logdet += hw * p[s + "invconv.log_s"].sum()
             z1, z2 = h[..., :half], h[..., half:]
