@@ -53,7 +53,7 @@ int load_inputs(inputs *in, char **args, int nargs, const char *data, const char
             free(px);
         } else {
             long k = nargs ? strtol(args[i], NULL, 10) : i; /* digits only: see is_index */
-            if (k < 0 || k >= ds.n || strlen(args[i]) > 9)
+            if (k < 0 || k >= ds.n || (nargs && strlen(args[i]) > 9))
                 return cli_error("%s: image index %s, but the %s split has %d images", data,
                                  nargs ? args[i] : "?", split, ds.n);
             memcpy(in->pixels + i * d, ds.pixels + (size_t)k * d, d);

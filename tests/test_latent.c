@@ -147,6 +147,8 @@ TEST(cli_latent_bad_input) {
           strstr(out_text, "Nope") && strstr(out_text, "Sneaker"), "unknown attribute: %s", out_text);
     CHECK(sh("./glow manipulate 3 --checkpoint %s --directions %s/d.npz --attribute Bag --alpha 1,two", c, t) == 2 &&
           strstr(out_text, "--alpha"), "bad alpha: %s", out_text);
+    CHECK(sh("./glow interpolate 0 4294967295 --checkpoint %s --out %s/i.png", c, t) == 1 &&
+          strstr(out_text, "4294967295"), "huge index: %s", out_text);
     uint8_t img[32 * 32 * 3] = {0};
     snprintf(path, sizeof path, "%s/big.png", t);
     REQUIRE_OK(glow_png_write(path, img, 32, 32, 3));
