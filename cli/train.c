@@ -385,7 +385,7 @@ int cmd_train(int argc, char **argv) {
     int tty = isatty(2), skips_in_row = 0;
     double t_start = now_seconds(), t_save = t_start, train_seconds = 0;
     double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN;
-    int n_interval = 0;
+    int n_interval = 0, redone_interval = 0; /* steps of the interval redone exactly (glow.h) */
     long long start_step = st.step;
     glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
     int status = 0;
@@ -432,6 +432,7 @@ int cmd_train(int argc, char **argv) {
         train_seconds += now_seconds() - t0;
         bpd_sum += ss.bpd;
         n_interval++;
+        redone_interval += ss.recomputed;
 
         int last = st.step == total;
         if (st.step % o.log_every == 0 || last) {
@@ -446,15 +447,18 @@ int cmd_train(int argc, char **argv) {
                     "lr %.2g  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
                     last_test, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
+            if (redone_interval)
+                fprintf(stderr, "%s(%d of the last %d steps redone with stored activations: the "
+                        "rebuilt inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
-                    "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"recomputed\":%d,"
+                    "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"redone\":%d,"
                     "\"time_s\":%.1f}\n", (long long)st.step,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, mean_bpd,
-                    glow_optimizer_lr(&opt), ips, gnorm, (long long)st.skipped, ss.recomputed,
+                    glow_optimizer_lr(&opt), ips, gnorm, (long long)st.skipped, redone_interval,
                     now_seconds() - t_start);
             fflush(metrics);
             curve_add(&cv, st.step, mean_bpd, NAN);
-            bpd_sum = 0, n_interval = 0, t_interval = now_seconds();
+            bpd_sum = 0, n_interval = 0, redone_interval = 0, t_interval = now_seconds();
         }
         if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {
             swap_average(m, &opt);
