@@ -399,6 +399,7 @@ int cmd_check(int argc, char **argv) {
             if (!(e <= max_ld) && !isnan(max_ld)) max_ld = e;
         }
     }
+    if (!isfinite(max_err)) printf("some images decode to non-finite values (a scale underflowed)\n");
     printf("%d images: largest reconstruction error %.3g (a quantisation bin is %.3g); %lld images "
            "(%lld pixels) not returned exactly; largest log-det disagreement %.3g nats (%.1f s)\n",
            in.n, max_err, 1.0 / (1 << cfg->n_bits), bad_images, bad_pixels, max_ld, now_seconds() - t0);
