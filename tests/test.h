@@ -20,6 +20,10 @@ void test_fail_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* A fresh directory for this test's files (removed at the end of the run). */
 const char *test_tmpdir(void);
+/* Run a shell command (printf-style) with stdout and stderr captured: its exit status
+ * (128 + signal if killed); test_output() is the end of what it printed. */
+int test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+const char *test_output(void);
 
 #define TEST(name)                                                                   \
     static void test_##name(void);                                                   \

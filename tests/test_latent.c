@@ -2,42 +2,21 @@
  * Command line (float build): encode/decode round trips exactly on real images, the audit,
  * bad input, and the objective check that moving Fashion-MNIST images of class a toward
  * class b raises class b's probability under a nearest-class-mean classifier on pixels. */
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include "test.h"
-
-static char out_text[8192];
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...) {
-    char cmd[4096], full[4500], log[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(cmd, sizeof cmd, fmt, ap);
-    va_end(ap);
-    snprintf(log, sizeof log, "%s/latent-out.txt", test_tmpdir());
-    snprintf(full, sizeof full, "(%s) > %s 2>&1", cmd, log);
-    int st = system(full);
-    FILE *f = fopen(log, "r");
-    size_t n = f ? fread(out_text, 1, sizeof out_text - 1, f) : 0;
-    out_text[n] = 0;
-    if (f) fclose(f);
-    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
 
 /* A small model trained briefly on Fashion-MNIST by the glow command, made once. */
 static const char *trained_checkpoint(void) {
     static char path[512];
-    /* GLOW_TEST_CHECKPOINT runs these tests on a model of your own (the figures of the
-     * closing notes come from the default model trained for an hour). */
+    /* GLOW_TEST_CHECKPOINT runs these tests on a model of your own (scripts/latent_figures.sh
+     * does that for the figures of the README). */
     if (!path[0] && getenv("GLOW_TEST_CHECKPOINT")) snprintf(path, sizeof path, "%s", getenv("GLOW_TEST_CHECKPOINT"));
     if (!path[0]) {
         snprintf(path, sizeof path, "%s/latent-model/checkpoint.glow", test_tmpdir());
-        if (sh("./glow train --depth 2 --width 16 --steps 40 --batch 32 --eval-every 0 "
+        if (test_run("./glow train --depth 2 --width 16 --steps 40 --batch 32 --eval-every 0 "
                "--sample-every 0 --eval-n 64 --out %s/latent-model", test_tmpdir()) != 0) {
-            fprintf(stderr, "training failed: %s\n", out_text);
+            fprintf(stderr, "training failed: %s\n", test_output());
             path[0] = 0;
             return NULL;
         }
@@ -93,9 +72,9 @@ TEST(cli_encode_decode_round_trip_is_exact) {
     const char *c = trained_checkpoint();
     REQUIRE(c, "no model");
     const char *t = test_tmpdir();
-    REQUIRE(sh("./glow encode --checkpoint %s --n 1000 --out %s/enc/z.npy", c, t) == 0, "encode: %s", out_text);
-    REQUIRE(sh("./glow decode --checkpoint %s --latents %s/enc/z.npy --out %s/dec", c, t, t) == 0,
-            "decode: %s", out_text);
+    REQUIRE(test_run("./glow encode --checkpoint %s --n 1000 --out %s/enc/z.npy", c, t) == 0, "encode: %s", test_output());
+    REQUIRE(test_run("./glow decode --checkpoint %s --latents %s/enc/z.npy --out %s/dec", c, t, t) == 0,
+            "decode: %s", test_output());
     /* Compare every decoded PNG with the original test image. */
     glow_dataset ds;
     REQUIRE_OK(glow_dataset_load(&ds, "/usr/share/datasets/fashion-mnist", "test", 0));
@@ -110,12 +89,12 @@ TEST(cli_encode_decode_round_trip_is_exact) {
         free(px);
     }
     CHECK(differing == 0, "%ld pixels differ after decode(encode(x))", differing);
-    CHECK(sh("./glow check --checkpoint %s --n 1000", c) == 0 && strstr(out_text, " 0 images (0 pixels)"),
-          "check: %s", out_text);
-    CHECK(sh("/usr/bin/python3 -c \"import numpy; z = numpy.load('%s/enc/z.npy'); "
+    CHECK(test_run("./glow check --checkpoint %s --n 1000", c) == 0 && strstr(test_output(), " 0 images (0 pixels)"),
+          "check: %s", test_output());
+    CHECK(test_run("/usr/bin/python3 -c \"import numpy; z = numpy.load('%s/enc/z.npy'); "
              "l = numpy.load('%s/enc/z_labels.npy'); assert z.shape == (1000, 784) and l.shape == (1000,)\" "
-             "|| ! /usr/bin/python3 -c 'import numpy'", t, t) == 0, "numpy cannot read the latents: %s", out_text);
-    CHECK(sh("./glow interpolate 0 1 --checkpoint %s --steps 5 --out %s/i.png", c, t) == 0, "interpolate: %s", out_text);
+             "|| ! /usr/bin/python3 -c 'import numpy'", t, t) == 0, "numpy cannot read the latents: %s", test_output());
+    CHECK(test_run("./glow interpolate 0 1 --checkpoint %s --steps 5 --out %s/i.png", c, t) == 0, "interpolate: %s", test_output());
     uint8_t *px;
     int h, w, ch;
     char path[600];
@@ -134,26 +113,26 @@ TEST(cli_latent_bad_input) {
     char path[600];
     snprintf(path, sizeof path, "%s/small.npy", t);
     REQUIRE_OK(glow_npy_write(path, z, 2, 100));
-    CHECK(sh("./glow decode --checkpoint %s --latents %s --grid %s/g.png", c, path, t) == 1 &&
-          strstr(out_text, "size 100"), "wrong latent size: %s", out_text);
+    CHECK(test_run("./glow decode --checkpoint %s --latents %s --grid %s/g.png", c, path, t) == 1 &&
+          strstr(test_output(), "size 100"), "wrong latent size: %s", test_output());
     /* Latents from another model: same size, another fingerprint. */
-    REQUIRE(sh("./glow train --depth 1 --width 4 --steps 2 --eval-every 0 --sample-every 0 --eval-n 16 "
-               "--out %s/other", t) == 0, "train: %s", out_text);
-    REQUIRE(sh("./glow encode --checkpoint %s/other/checkpoint.glow --n 3 --out %s/other.npy", t, t) == 0, "%s", out_text);
-    CHECK(sh("./glow decode --checkpoint %s --latents %s/other.npy --grid %s/g.png", c, t, t) == 1 &&
-          strstr(out_text, "another model"), "other model: %s", out_text);
-    REQUIRE(sh("./glow attributes --checkpoint %s --split test --n 500 --out %s/d.npz", c, t) == 0, "%s", out_text);
-    CHECK(sh("./glow manipulate 3 --checkpoint %s --directions %s/d.npz --attribute Nope", c, t) == 1 &&
-          strstr(out_text, "Nope") && strstr(out_text, "Sneaker"), "unknown attribute: %s", out_text);
-    CHECK(sh("./glow manipulate 3 --checkpoint %s --directions %s/d.npz --attribute Bag --alpha 1,two", c, t) == 2 &&
-          strstr(out_text, "--alpha"), "bad alpha: %s", out_text);
-    CHECK(sh("./glow interpolate 0 4294967295 --checkpoint %s --out %s/i.png", c, t) == 1 &&
-          strstr(out_text, "4294967295"), "huge index: %s", out_text);
+    REQUIRE(test_run("./glow train --depth 1 --width 4 --steps 2 --eval-every 0 --sample-every 0 --eval-n 16 "
+               "--out %s/other", t) == 0, "train: %s", test_output());
+    REQUIRE(test_run("./glow encode --checkpoint %s/other/checkpoint.glow --n 3 --out %s/other.npy", t, t) == 0, "%s", test_output());
+    CHECK(test_run("./glow decode --checkpoint %s --latents %s/other.npy --grid %s/g.png", c, t, t) == 1 &&
+          strstr(test_output(), "another model"), "other model: %s", test_output());
+    REQUIRE(test_run("./glow attributes --checkpoint %s --split test --n 500 --out %s/d.npz", c, t) == 0, "%s", test_output());
+    CHECK(test_run("./glow manipulate 3 --checkpoint %s --directions %s/d.npz --attribute Nope", c, t) == 1 &&
+          strstr(test_output(), "Nope") && strstr(test_output(), "Sneaker"), "unknown attribute: %s", test_output());
+    CHECK(test_run("./glow manipulate 3 --checkpoint %s --directions %s/d.npz --attribute Bag --alpha 1,two", c, t) == 2 &&
+          strstr(test_output(), "--alpha"), "bad alpha: %s", test_output());
+    CHECK(test_run("./glow interpolate 0 4294967295 --checkpoint %s --out %s/i.png", c, t) == 1 &&
+          strstr(test_output(), "4294967295"), "huge index: %s", test_output());
     uint8_t img[32 * 32 * 3] = {0};
     snprintf(path, sizeof path, "%s/big.png", t);
     REQUIRE_OK(glow_png_write(path, img, 32, 32, 3));
-    CHECK(sh("./glow encode --checkpoint %s --out %s/e.npy %s", c, t, path) == 1 &&
-          strstr(out_text, "32x32x3") && strstr(out_text, "big.png"), "wrong image size: %s", out_text);
+    CHECK(test_run("./glow encode --checkpoint %s --out %s/e.npy %s", c, t, path) == 1 &&
+          strstr(test_output(), "32x32x3") && strstr(test_output(), "big.png"), "wrong image size: %s", test_output());
 }
 
 /* Nearest class mean on pixels, with a softmax over negative squared distances; returns
