@@ -52,7 +52,8 @@ static const char *help =
     "  --max-skips N         stop after N non-finite steps in a row (default 20)\n"
     "Output:\n"
     "  --out DIR             metrics.jsonl, curve.png, samples/ (default runs/train)\n"
-    "  --checkpoint FILE     (default DIR/checkpoint.glow); never overwritten without --resume\n"
+    "  --checkpoint FILE     (default DIR/checkpoint.glow); never overwritten without --resume;\n"
+    "                        FILE.best keeps the model with the best test bits/dim so far\n"
     "  --resume              continue the run in --checkpoint exactly\n"
     "  --save-every N        checkpoint every N steps (default 500)\n"
     "  --save-minutes M      and every M minutes (default 10)\n"
@@ -387,7 +388,9 @@ int cmd_train(int argc, char **argv) {
 
     int tty = isatty(2), skips_in_row = 0;
     double t_start = now_seconds(), t_save = t_start, train_seconds = 0;
-    double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN;
+    double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN, best_test = INFINITY;
+    char best_path[4200];
+    snprintf(best_path, sizeof best_path, "%s.best", o.checkpoint);
     int n_interval = 0, redone_interval = 0; /* steps of the interval redone exactly (glow.h) */
     long long start_step = st.step;
     glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
@@ -469,6 +472,14 @@ int cmd_train(int argc, char **argv) {
             swap_average(m, &opt);
             if (failed) { status = EXIT_USER, stop_reason = "stopped by an error"; break; }
             last_test = mean_of(bpd, eval_n);
+            /* Keep the best model too: a run that diverges later must not lose it. */
+            if (last_test < best_test) {
+                best_test = last_test;
+                if (glow_checkpoint_save(best_path, m, &opt, &st) != GLOW_OK) {
+                    status = cli_error("%s", glow_last_error()), stop_reason = "stopped by an error";
+                    break;
+                }
+            }
             fprintf(metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
                     (long long)st.step, last_test, eval_n);
             fflush(metrics);

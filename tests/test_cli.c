@@ -53,6 +53,12 @@ TEST(cli_train_resume_is_exact) {
     /* Resuming with another model shape is refused, naming the option. */
     CHECK(test_run("./glow train " TINY " --depth 2 --steps 9 --out %s/rb --checkpoint %s --resume", test_tmpdir(), b) == 1 &&
           strstr(test_output(), "--depth"), "shape change on resume: %s", test_output());
+    /* The best model so far is kept beside the checkpoint, and loads. */
+    char best[600];
+    snprintf(best, sizeof best, "%s.best", a);
+    glow_model *bm = glow_checkpoint_load(best, 1, NULL, NULL);
+    CHECK(bm != NULL, "best checkpoint: %s", glow_last_error());
+    glow_model_free(bm);
     /* The metrics and the curve are there. */
     CHECK(test_run("test -s %s/ra/metrics.jsonl && test -s %s/ra/curve.png", test_tmpdir(), test_tmpdir()) == 0,
           "metrics or curve missing");
