@@ -53,6 +53,31 @@ const char *test_output(void);
         }                                                                            \
     } while (0)
 
+/* A small model configuration for the whole-model tests (test_model.c, test_checkpoint.c). */
+typedef struct model_case {
+    const char *name;
+    int h, w, c, levels, depth, width;
+    glow_coupling coupling;
+    glow_permutation permutation;
+    int learntop, n_classes, ycond;
+    double weight_y;
+} model_case;
+
+static inline glow_config model_case_config(const model_case *t, uint64_t seed) {
+    glow_config cfg;
+    glow_config_default(&cfg);
+    cfg.image_h = t->h, cfg.image_w = t->w, cfg.image_c = t->c;
+    cfg.levels = t->levels, cfg.depth = t->depth, cfg.width = t->width;
+    cfg.coupling = t->coupling, cfg.permutation = t->permutation;
+    cfg.learntop = t->learntop, cfg.n_classes = t->n_classes, cfg.ycond = t->ycond;
+    cfg.weight_y = t->weight_y;
+    cfg.seed = seed;
+    return cfg;
+}
+
+/* Write an 8-bit JPEG (c = 1 or 3) for the loader tests; 0 on success. */
+int test_write_jpeg(const char *path, const uint8_t *px, int h, int w, int c, int quality);
+
 /* Largest absolute difference of two arrays. */
 static inline double max_abs_diff(const glow_real *a, const glow_real *b, size_t n) {
     double m = 0;

@@ -16,34 +16,13 @@
 
 #define BATCH 3
 
-typedef struct {
-    const char *name;
-    int h, w, c, levels, depth, width;
-    glow_coupling coupling;
-    glow_permutation permutation;
-    int learntop, n_classes, ycond;
-    double weight_y;
-} ck_case;
-
-static const ck_case cases[] = {
+static const model_case cases[] = {
     {"additive reverse", 8, 8, 1, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0},
     {"affine invconv-lu ycond", 4, 4, 3, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 3, 1, 0.5},
     {"affine shuffle", 8, 8, 1, 3, 1, 3, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0},
     {"additive invconv ycond", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV, 1, 4, 1, 0},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
-
-static glow_config config_of(const ck_case *t) {
-    glow_config cfg;
-    glow_config_default(&cfg);
-    cfg.image_h = t->h, cfg.image_w = t->w, cfg.image_c = t->c;
-    cfg.levels = t->levels, cfg.depth = t->depth, cfg.width = t->width;
-    cfg.coupling = t->coupling, cfg.permutation = t->permutation;
-    cfg.learntop = t->learntop, cfg.n_classes = t->n_classes, cfg.ycond = t->ycond;
-    cfg.weight_y = t->weight_y;
-    cfg.seed = 11;
-    return cfg;
-}
 
 /* A model after data-dependent init and a few Adam steps (so weights, both moments and the
  * average all differ), with its batch x (BATCH, D) and labels y. */
@@ -56,9 +35,9 @@ typedef struct {
     const int *labels;
 } trained;
 
-static int make_trained(trained *t, const ck_case *c) {
+static int make_trained(trained *t, const model_case *c) {
     memset(t, 0, sizeof *t);
-    glow_config cfg = config_of(c);
+    glow_config cfg = model_case_config(c, 11);
     if (!(t->m = glow_model_create(&cfg))) return GLOW_EINVAL;
     size_t d = glow_model_dim(t->m);
     t->x = malloc(sizeof(glow_real) * BATCH * d);

@@ -7,7 +7,6 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include "test.h"
-#include <jpeglib.h> /* after stdio.h, which it needs */
 
 #define FASHION_DIR "/usr/share/datasets/fashion-mnist"
 
@@ -275,28 +274,6 @@ TEST(data_cifar) {
     CHECK(rc == GLOW_EFORMAT && message_has("label 10"), "label 10: %d %s", rc, glow_last_error());
 }
 
-static int write_jpeg(const char *path, const uint8_t *px, int h, int w, int c) {
-    FILE *f = fopen(path, "wb");
-    if (!f) return -1;
-    struct jpeg_compress_struct cinfo;
-    struct jpeg_error_mgr jerr;
-    cinfo.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&cinfo);
-    jpeg_stdio_dest(&cinfo, f);
-    cinfo.image_width = w, cinfo.image_height = h, cinfo.input_components = c;
-    cinfo.in_color_space = c == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_set_defaults(&cinfo);
-    jpeg_set_quality(&cinfo, 100, TRUE);
-    jpeg_start_compress(&cinfo, TRUE);
-    while (cinfo.next_scanline < (unsigned)h) {
-        JSAMPROW row = (JSAMPROW)px + (size_t)cinfo.next_scanline * w * c;
-        jpeg_write_scanlines(&cinfo, &row, 1);
-    }
-    jpeg_finish_compress(&cinfo);
-    jpeg_destroy_compress(&cinfo);
-    return fclose(f);
-}
-
 /* A folder of b.png (gray 8x8, constant 100), a.jpg (RGB 8x12, constant (200, 50, 10)),
  * c.png (RGB 16x16 constant (1, 2, 3)) and a stray notes.txt. */
 static int make_image_folder(char *dir, size_t n, const char *name) {
@@ -308,7 +285,7 @@ static int make_image_folder(char *dir, size_t n, const char *name) {
     if (glow_png_write(path, px, 8, 8, 1) != GLOW_OK) return -1;
     for (int i = 0; i < 8 * 12; i++) px[3 * i] = 200, px[3 * i + 1] = 50, px[3 * i + 2] = 10;
     snprintf(path, sizeof path, "%s/a.jpg", dir);
-    if (write_jpeg(path, px, 8, 12, 3) != 0) return -1;
+    if (test_write_jpeg(path, px, 8, 12, 3, 100) != 0) return -1;
     for (int i = 0; i < 16 * 16; i++) px[3 * i] = 1, px[3 * i + 1] = 2, px[3 * i + 2] = 3;
     snprintf(path, sizeof path, "%s/c.png", dir);
     if (glow_png_write(path, px, 16, 16, 3) != GLOW_OK) return -1;

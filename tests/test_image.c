@@ -57,7 +57,7 @@ static int write_png_raw(const char *path, const uint8_t *rows, int h, int w, in
     return fclose(f);
 }
 
-static int write_jpeg(const char *path, const uint8_t *px, int h, int w, int c, int quality) {
+int test_write_jpeg(const char *path, const uint8_t *px, int h, int w, int c, int quality) {
     FILE *f = fopen(path, "wb");
     if (!f) return -1;
     struct jpeg_compress_struct cinfo;
@@ -191,7 +191,7 @@ TEST(image_read_jpeg) {
     uint8_t *px;
     int bh, bw, bc;
     tmp_path(path, sizeof path, "rgb.jpg");
-    REQUIRE(write_jpeg(path, rgb, h, w, 3, 100) == 0, "write jpeg");
+    REQUIRE(test_write_jpeg(path, rgb, h, w, 3, 100) == 0, "write jpeg");
     REQUIRE_OK(glow_image_read(path, &px, &bh, &bw, &bc));
     REQUIRE(bh == h && bw == w && bc == 3, "rgb jpeg read as %dx%dx%d", bh, bw, bc);
     int worst = 0;
@@ -199,7 +199,7 @@ TEST(image_read_jpeg) {
     CHECK(worst <= 6, "rgb jpeg (quality 100) differs by %d", worst);
     free(px);
     tmp_path(path, sizeof path, "gray.jpg");
-    REQUIRE(write_jpeg(path, gray, h, w, 1, 100) == 0, "write gray jpeg");
+    REQUIRE(test_write_jpeg(path, gray, h, w, 1, 100) == 0, "write gray jpeg");
     REQUIRE_OK(glow_image_read(path, &px, &bh, &bw, &bc));
     REQUIRE(bc == 1, "gray jpeg read with %d channels", bc);
     worst = 0;
@@ -231,7 +231,7 @@ TEST(image_read_errors) {
     for (int i = 0; i < (int)sizeof img; i++) img[i] = (uint8_t)(i * 7 ^ i >> 5);
     for (int k = 0; k < 2; k++) {
         tmp_path(path, sizeof path, names[k]);
-        REQUIRE(k ? write_jpeg(path, img, 32, 32, 3, 90) == 0
+        REQUIRE(k ? test_write_jpeg(path, img, 32, 32, 3, 90) == 0
                   : glow_png_write(path, img, 32, 32, 3) == GLOW_OK, "write %s", names[k]);
         size_t n;
         uint8_t *bytes = read_bytes(path, &n);

@@ -6,15 +6,6 @@
 #include <string.h>
 #include "test.h"
 
-typedef struct {
-    const char *name;
-    int h, w, c, levels, depth, width;
-    glow_coupling coupling;
-    glow_permutation permutation;
-    int learntop, n_classes, ycond;
-    double weight_y;
-} model_case;
-
 static const model_case cases[] = {
     {"4x4x1 L1 affine invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0},
     {"4x4x3 L2 additive reverse", 4, 4, 3, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0},
@@ -27,22 +18,10 @@ static const model_case cases[] = {
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 #define BATCH 3
 
-static glow_config config_of(const model_case *t) {
-    glow_config cfg;
-    glow_config_default(&cfg);
-    cfg.image_h = t->h, cfg.image_w = t->w, cfg.image_c = t->c;
-    cfg.levels = t->levels, cfg.depth = t->depth, cfg.width = t->width;
-    cfg.coupling = t->coupling, cfg.permutation = t->permutation;
-    cfg.learntop = t->learntop, cfg.n_classes = t->n_classes, cfg.ycond = t->ycond;
-    cfg.weight_y = t->weight_y;
-    cfg.seed = 7;
-    return cfg;
-}
-
 /* A model initialised from random data, with every trainable parameter then moved off its
  * initial value, so that zero-initialised layers do something and every path is tested. */
 static glow_model *make_model(const model_case *t, glow_real *x, int *y) {
-    glow_config cfg = config_of(t);
+    glow_config cfg = model_case_config(t, 7);
     glow_model *m = glow_model_create(&cfg);
     if (!m) return NULL;
     size_t d = glow_model_dim(m);
@@ -66,7 +45,7 @@ static glow_model *make_model(const model_case *t, glow_real *x, int *y) {
 
 TEST(model_inverse_exact) {
     for (int t = 0; t < N_CASES; t++) {
-        glow_config cfg = config_of(&cases[t]);
+        glow_config cfg = model_case_config(&cases[t], 7);
         size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
         glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *z = malloc(sizeof(glow_real) * BATCH * d),
                   *x2 = malloc(sizeof(glow_real) * BATCH * d);
@@ -128,7 +107,7 @@ static double brute_logdet(glow_model *m, glow_real *x, const int *y, size_t d) 
 
 TEST(model_logdet_brute_force) {
     for (int t = 0; t < N_CASES; t++) {
-        glow_config cfg = config_of(&cases[t]);
+        glow_config cfg = model_case_config(&cases[t], 7);
         size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
         if (d > 64) continue; /* the brute-force Jacobian is for tiny inputs */
         glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *z = malloc(sizeof(glow_real) * BATCH * d);
@@ -151,7 +130,7 @@ TEST(model_logdet_brute_force) {
 TEST(model_gradients_finite_difference) {
     if (!IS_DOUBLE) return; /* float differences are too noisy for a tight check */
     for (int t = 0; t < N_CASES; t++) {
-        glow_config cfg = config_of(&cases[t]);
+        glow_config cfg = model_case_config(&cases[t], 7);
         size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
         glow_real *x = malloc(sizeof(glow_real) * BATCH * d), *dx = malloc(sizeof(glow_real) * BATCH * d);
         int y[BATCH];
@@ -198,7 +177,7 @@ TEST(model_gradients_finite_difference) {
 
 TEST(model_rebuilt_backward_equals_stored) {
     for (int t = 0; t < N_CASES; t++) {
-        glow_config cfg = config_of(&cases[t]);
+        glow_config cfg = model_case_config(&cases[t], 7);
         size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
         glow_real *x = malloc(sizeof(glow_real) * BATCH * d);
         glow_real *dx1 = malloc(sizeof(glow_real) * BATCH * d), *dx2 = malloc(sizeof(glow_real) * BATCH * d);
@@ -229,7 +208,7 @@ TEST(model_rebuilt_backward_equals_stored) {
 
 TEST(model_log_prob_matches_train_loss) {
     const model_case *t = &cases[0];
-    glow_config cfg = config_of(t);
+    glow_config cfg = model_case_config(t, 7);
     size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
     glow_real x[BATCH * 16];
     int y[BATCH];
