@@ -5,6 +5,7 @@
  * sigmoid(h[1::2] + 2), log-det sum(log scale)). Shift and scale interleave in h, as in the
  * original implementation. */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include "layers.h"
 
@@ -101,8 +102,33 @@ static size_t conv_scratch(nn_shape s) {
     return m > c ? m : c;
 }
 
+/* ---- tiles: the forward pass one image group at a time ---------------------------------- */
+
+/* A group's two hidden activations (rows, width) should fit in one core's L2 cache. */
+#define TILE_BYTES ((size_t)1 << 20)
+
+static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
+
+/* Images per group: as many as fit TILE_BYTES, at least one, and at least one group per
+ * thread. */
+static int tile_images(nn_shape s) {
+    size_t per_image = (size_t)s.h * s.w * s.width * 2 * sizeof(real);
+    int g = (int)(TILE_BYTES / per_image), most = (s.batch + slots_of(s) - 1) / slots_of(s);
+    if (g > most) g = most;
+    return g < 1 ? 1 : g;
+}
+
+/* One thread's scratch for a group of g images: r1, r2, then the convolutions' scratch. */
+static size_t tile_scratch(nn_shape s, int g) {
+    size_t rows = (size_t)g * s.h * s.w;
+    size_t a = conv3x3_scratch(rows, s.cin, s.width), b = conv3x3_scratch(rows, s.width, s.cout);
+    return 2 * rows * s.width + (a > b ? a : b);
+}
+
 size_t coupling_nn_scratch(nn_shape s) {
-    return conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
+    size_t backward = conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
+    size_t tiled = slots_of(s) * tile_scratch(s, tile_images(s));
+    return backward > tiled ? backward : tiled;
 }
 
 /* h = (conv(r2) + b3) * exp(3 logs3) */
@@ -145,9 +171,23 @@ static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_sha
                      scratch);
 }
 
+/* Inside the parallel loop the kernels' own loops and OpenBLAS run on the calling thread. */
 void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                          real *scratch) {
-    nn_forward(a, (coupling_nn *)nn, z1, s, scratch, 0);
+    int g = tile_images(s), tiles = (s.batch + g - 1) / g, slots = slots_of(s);
+    size_t image = (size_t)s.h * s.w, own_size = tile_scratch(s, g);
+    if (slots > tiles) slots = tiles;
+    #pragma omp parallel for num_threads(slots) schedule(static)
+    for (int t = 0; t < tiles; t++) {
+        real *own = scratch + own_size * omp_get_thread_num();
+        nn_shape ts = s;
+        ts.batch = s.batch - t * g < g ? s.batch - t * g : g;
+        size_t r0 = (size_t)t * g * image, rows = (size_t)g * image;
+        coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
+                            a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
+                            a->h + r0 * s.cout};
+        nn_forward(&ta, (coupling_nn *)nn, z1 + r0 * s.cin, ts, own + 2 * rows * s.width, 0);
+    }
 }
 
 void coupling_nn_init(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shape s,

@@ -50,7 +50,7 @@ void workspace_release_store(glow_model *m) {
 
 static nn_shape nn_shape_of(const glow_model *m, const level *lv, int batch) {
     return (nn_shape){batch, lv->h, lv->w, lv->c / 2, m->cfg.width,
-                      coupling_nn_out(m->cfg.coupling, lv->c)};
+                      coupling_nn_out(m->cfg.coupling, lv->c), m->ws.slots};
 }
 
 /* Allocate the buffers for `batch` examples (once; again only for a larger batch), and
@@ -58,8 +58,9 @@ static nn_shape nn_shape_of(const glow_model *m, const level *lv, int batch) {
 static int workspace_reserve(glow_model *m, int batch, int with_store) {
     workspace *ws = &m->ws;
     if (batch < 1) return glow_fail(GLOW_EINVAL, "batch size %d: must be >= 1", batch);
-    if (batch > ws->batch) {
+    if (batch > ws->batch || glow_get_threads() > ws->slots) {
         workspace_free(m);
+        ws->slots = glow_get_threads();
         size_t bd = (size_t)batch * m->dim;
         const level *l0 = &m->levels[0];
         size_t rows0 = (size_t)batch * l0->h * l0->w;
@@ -67,7 +68,7 @@ static int workspace_reserve(glow_model *m, int batch, int with_store) {
         size_t scratch = 0;
         for (int i = 0; i < m->n_levels; i++) {
             const level *lv = &m->levels[i];
-            size_t s = coupling_nn_scratch(nn_shape_of(m, lv, batch));
+            size_t s = coupling_nn_scratch(nn_shape_of(m, lv, batch));  /* uses ws->slots */
             size_t p = conv3x3_scratch((size_t)batch * lv->h * lv->w, lv->c / 2, lv->c);
             if (s > scratch) scratch = s;
             if (p > scratch) scratch = p;
@@ -246,7 +247,8 @@ static int step_forward(glow_model *m, int li, int k, int batch, int init, int k
     int rc = perm_forward(m, s, ws->tmp, ws->cur, ws->logdet, batch, hw, c);
     if (rc != GLOW_OK) return rc;
     copy_columns(ws->z1, half, ws->tmp, c, rows, half);
-    coupling_acts acts = keep ? lv->store[k].acts : (coupling_acts){ws->r1, ws->r2, ws->h};
+    coupling_acts acts = keep ? lv->store[k].acts : (coupling_acts){NULL, NULL, ws->h};
+    if (init && !keep) acts = (coupling_acts){ws->r1, ws->r2, ws->h};
     coupling_nn nn = nn_at(p, s);
     if (init) coupling_nn_init(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
     else coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
@@ -263,7 +265,7 @@ static int step_inverse(glow_model *m, int li, int k, int batch, double *logdet)
     int c = lv->c, half = c / 2;
     size_t hw = (size_t)lv->h * lv->w, rows = batch * hw;
     copy_columns(ws->z1, half, ws->cur, c, rows, half);
-    coupling_acts acts = {ws->r1, ws->r2, ws->h};
+    coupling_acts acts = {NULL, NULL, ws->h};
     coupling_nn nn = nn_at(m->params, s);
     coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
     coupling_inverse(ws->tmp, logdet, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);

@@ -98,11 +98,14 @@ typedef struct coupling_nn {
 typedef struct coupling_acts {
     real *r1, *r2, *h;
 } coupling_acts;
+/* slots: the threads its scratch has room for (0 counts as 1). */
 typedef struct nn_shape {
-    int batch, h, w, cin, width, cout;
+    int batch, h, w, cin, width, cout, slots;
 } nn_shape;
 size_t coupling_nn_scratch(nn_shape s);
-/* z1 (rows, cin) contiguous. */
+/* z1 (rows, cin) contiguous. Runs image group by image group, one group per thread, so a
+ * group's hidden activations stay in cache; a->r1 and a->r2 may be NULL when only h is
+ * wanted (they then never leave the cache). */
 void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                          real *scratch);
 /* The forward pass that also initialises both actnorms from this batch. */

@@ -31,6 +31,7 @@ typedef struct level {
 /* Buffers for a batch of up to `batch` examples, allocated once and reused. */
 typedef struct workspace {
     int batch;
+    int slots;                        /* threads the scratch has room for */
     real *cur, *tmp, *abuf, *dcur, *dtmp; /* (B, D) each: activations and their gradients */
     real *z;                          /* (B, D): the latents of the last forward pass */
     real *z1, *dz1;                   /* (B, D/2): contiguous first halves */

@@ -643,7 +643,7 @@ TEST(layer_coupling_nn) {
     if (!IS_DOUBLE) return; /* a gradient check only */
     pool p = {0};
     nn_case t;
-    t.s = (nn_shape){2, 3, 4, 2, 5, 4};
+    t.s = (nn_shape){2, 3, 4, 2, 5, 4, 2};
     size_t rows = (size_t)t.s.batch * t.s.h * t.s.w;
     t.nn = nn_alloc(&p, t.s, 40);
     coupling_nn dnn = nn_alloc(&p, t.s, 60), dnn0 = nn_alloc(&p, t.s, 60);
@@ -676,7 +676,7 @@ TEST(layer_coupling_nn) {
  * network outputs 0: the coupling starts as (nearly) the identity. */
 TEST(layer_coupling_nn_init) {
     pool p = {0};
-    nn_shape s = {3, 4, 5, 3, 6, 6};
+    nn_shape s = {3, 4, 5, 3, 6, 6, 2};
     size_t rows = (size_t)s.batch * s.h * s.w;
     coupling_nn nn = nn_alloc(&p, s, 70);
     memset(nn.w3, 0, sizeof(real) * s.cout * 9 * s.width);
