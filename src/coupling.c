@@ -125,10 +125,19 @@ static size_t tile_scratch(nn_shape s, int g) {
     return 2 * rows * s.width + (a > b ? a : b);
 }
 
+/* The backward pass of a group: the convolutions' scratch, then a (rows, width) gradient. */
+static size_t coupling_nn_backward_scratch_of(nn_shape s) {
+    return conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
+}
+static size_t tile_backward_scratch(nn_shape s, int g);
+
+/* The tiled passes need a group's scratch per thread; the initialisation runs on the whole
+ * batch (the actnorms' statistics are the batch's) and needs the convolutions' scratch. */
 size_t coupling_nn_scratch(nn_shape s) {
-    size_t backward = conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
-    size_t tiled = slots_of(s) * tile_scratch(s, tile_images(s));
-    return backward > tiled ? backward : tiled;
+    int g = tile_images(s);
+    size_t forward = tile_scratch(s, g), backward = tile_backward_scratch(s, g);
+    size_t tiled = slots_of(s) * (forward > backward ? forward : backward);
+    return tiled > conv_scratch(s) ? tiled : conv_scratch(s);
 }
 
 /* h = (conv(r2) + b3) * exp(3 logs3) */
@@ -205,8 +214,9 @@ static void relu_actnorm_backward(real *dr, real *db, real *ds, const real *r, c
     actnorm_backward(dr, db, ds, dr, r, s, 0.0, (int)rows, 1, c);
 }
 
-void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
-                          const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
+/* The backward pass of one image group; dnn accumulates. */
+static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
+                        const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     size_t rows = (size_t)s.batch * s.h * s.w;
     /* dr2 and dr1 share a buffer laid after the scratch the 3x3 convolutions need. */
     real *dr = scratch + conv_scratch(s);
@@ -222,4 +232,73 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
     relu_actnorm_backward(dr, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
     conv3x3_backward(dz1, dnn->w1, NULL, dr, z1, nn->w1, s.batch, s.h, s.w, s.cin, s.width,
                      scratch);
+}
+
+/* Each thread sums its groups' parameter gradients in a private copy of the network's
+ * gradient (laid out as below), added to dnn at the end in thread order. */
+static void nn_sizes(size_t n[9], nn_shape s) {
+    size_t wd = s.width;
+    size_t sizes[9] = {wd * 9 * s.cin, wd, wd, wd * wd, wd, wd, (size_t)s.cout * 9 * wd,
+                       s.cout, s.cout};
+    memcpy(n, sizes, sizeof sizes);
+}
+
+static size_t nn_param_count(nn_shape s) {
+    size_t n[9], total = 0;
+    nn_sizes(n, s);
+    for (int i = 0; i < 9; i++) total += n[i];
+    return total;
+}
+
+static coupling_nn nn_in(real *p, nn_shape s) {
+    size_t n[9];
+    nn_sizes(n, s);
+    coupling_nn nn;
+    real **field[9] = {&nn.w1, &nn.an1_b, &nn.an1_s, &nn.w2, &nn.an2_b, &nn.an2_s, &nn.w3,
+                       &nn.b3, &nn.logs3};
+    for (int i = 0; i < 9; i++) *field[i] = p, p += n[i];
+    return nn;
+}
+
+/* One thread's backward scratch for g images: its gradient copy, the group's (rows,
+ * width) gradient, then the convolutions' scratch. */
+static size_t tile_backward_scratch(nn_shape s, int g) {
+    nn_shape t = s;
+    t.batch = g;
+    return nn_param_count(s) + coupling_nn_backward_scratch_of(t);
+}
+
+void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
+                          const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
+    int g = tile_images(s), tiles = (s.batch + g - 1) / g, slots = slots_of(s);
+    size_t image = (size_t)s.h * s.w, own_size = tile_backward_scratch(s, g);
+    size_t n_params = nn_param_count(s);
+    if (slots > tiles) slots = tiles;
+    #pragma omp parallel num_threads(slots)
+    {
+        real *own = scratch + own_size * omp_get_thread_num();
+        memset(own, 0, sizeof(real) * n_params);
+        coupling_nn mine = nn_in(own, s);
+        #pragma omp for schedule(static)
+        for (int t = 0; t < tiles; t++) {
+            nn_shape ts = s;
+            ts.batch = s.batch - t * g < g ? s.batch - t * g : g;
+            size_t r0 = (size_t)t * g * image;
+            coupling_acts ta = {a->r1 + r0 * s.width, a->r2 + r0 * s.width, a->h + r0 * s.cout};
+            nn_backward(dz1 + r0 * s.cin, &mine, dh + r0 * s.cout, &ta, nn, z1 + r0 * s.cin, ts,
+                        own + n_params);
+        }
+    }
+    size_t n[9];
+    nn_sizes(n, s);
+    real *dst[9] = {dnn->w1, dnn->an1_b, dnn->an1_s, dnn->w2, dnn->an2_b, dnn->an2_s, dnn->w3,
+                    dnn->b3, dnn->logs3};
+    for (int th = 0; th < slots; th++) {
+        const real *src = scratch + own_size * th;
+        for (int i = 0; i < 9; i++) {
+            #pragma omp parallel for schedule(static) if (n[i] > 4096)
+            for (size_t j = 0; j < n[i]; j++) dst[i][j] += src[j];
+            src += n[i];
+        }
+    }
 }

@@ -639,6 +639,13 @@ static coupling_nn nn_alloc(pool *p, nn_shape s, uint64_t seed) {
     return (coupling_nn){b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]};
 }
 
+/* A network's nine blocks laid out one after another in `block`. */
+static coupling_nn nn_at_block(real *block, const size_t sz[9]) {
+    real *b[9];
+    for (int i = 0; i < 9; i++) b[i] = block, block += sz[i];
+    return (coupling_nn){b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8]};
+}
+
 TEST(layer_coupling_nn) {
     if (!IS_DOUBLE) return; /* a gradient check only */
     pool p = {0};
@@ -668,6 +675,69 @@ TEST(layer_coupling_nn) {
     fd_var vars[10] = {{"z1", t.z1, dz1, rows * t.s.cin}};
     for (int i = 0; i < 9; i++) vars[i + 1] = (fd_var){names[i], v[i], g[i], sz[i]};
     check_gradients("coupling network", nn_loss, &t, vars, 10);
+    pool_free(&p);
+}
+
+/* The network runs image group by image group on up to `slots` threads: its outputs and
+ * gradients must not depend on the grouping (compared with one image at a time) nor on the
+ * slots, and the passes must stay inside coupling_nn_scratch (a canary after it). The
+ * shape makes groups of 128 images with a short last group. */
+TEST(layer_coupling_nn_groups) {
+    pool p = {0};
+    nn_shape s = {300, 8, 8, 2, 16, 4, 1};
+    size_t image = (size_t)s.h * s.w, rows = s.batch * image, n_params = 0, sz[9];
+    nn_sizes(sz, s);
+    for (int i = 0; i < 9; i++) n_params += sz[i];
+    coupling_nn nn = nn_alloc(&p, s, 80);
+    real *z1 = filled(&p, rows * s.cin, 81, -1, 1), *dh = filled(&p, rows * s.cout, 82, -1, 1);
+    real *dh_work = pool_reals(&p, rows * s.cout);
+    coupling_acts want = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
+                          pool_reals(&p, rows * s.cout)};
+    real *want_dz1 = pool_reals(&p, rows * s.cin), *want_grad = pool_reals(&p, n_params);
+    memset(want_dz1, 0, sizeof(real) * rows * s.cin);
+    memset(want_grad, 0, sizeof(real) * n_params);
+    coupling_nn want_dnn = nn_at_block(want_grad, sz);
+    nn_shape one = s;
+    one.batch = 1;
+    real *one_scratch = pool_reals(&p, coupling_nn_scratch(one));
+    for (int b = 0; b < s.batch; b++) {
+        size_t r0 = b * image;
+        coupling_acts a = {want.r1 + r0 * s.width, want.r2 + r0 * s.width, want.h + r0 * s.cout};
+        coupling_nn_forward(&a, &nn, z1 + r0 * s.cin, one, one_scratch);
+        memcpy(dh_work, dh + r0 * s.cout, sizeof(real) * image * s.cout);
+        coupling_nn_backward(want_dz1 + r0 * s.cin, &want_dnn, dh_work, &a, &nn, z1 + r0 * s.cin,
+                             one, one_scratch);
+    }
+    double tol = IS_DOUBLE ? 1e-12 : 1e-4;
+    for (int slots = 1; slots <= 3; slots++) {
+        s.slots = slots;
+        size_t n_scratch = coupling_nn_scratch(s);
+        real *scratch = pool_reals(&p, n_scratch + 64);
+        for (int i = 0; i < 64; i++) scratch[n_scratch + i] = 12345;
+        coupling_acts got = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
+                             pool_reals(&p, rows * s.cout)}, only_h = {NULL, NULL, pool_reals(&p, rows * s.cout)};
+        real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
+        memset(dz1, 0, sizeof(real) * rows * s.cin);
+        memset(grad, 0, sizeof(real) * n_params);
+        coupling_nn dnn = nn_at_block(grad, sz);
+        coupling_nn_forward(&got, &nn, z1, s, scratch);
+        coupling_nn_forward(&only_h, &nn, z1, s, scratch);
+        memcpy(dh_work, dh, sizeof(real) * rows * s.cout);
+        coupling_nn_backward(dz1, &dnn, dh_work, &got, &nn, z1, s, scratch);
+        CHECK(max_abs_diff(got.r1, want.r1, rows * s.width) <= tol, "slots %d: r1 differs", slots);
+        CHECK(max_abs_diff(got.h, want.h, rows * s.cout) <= tol, "slots %d: h differs", slots);
+        CHECK(max_abs_diff(only_h.h, want.h, rows * s.cout) <= tol, "slots %d: h alone differs", slots);
+        CHECK(max_abs_diff(dz1, want_dz1, rows * s.cin) <= tol, "slots %d: dz1 differs", slots);
+        double gmax = 0;
+        for (size_t i = 0; i < n_params; i++) gmax = fmax(gmax, fabs(want_grad[i]));
+        CHECK(max_abs_diff(grad, want_grad, n_params) <= tol * (1 + gmax),
+              "slots %d: parameter gradients differ by %g", slots, max_abs_diff(grad, want_grad, n_params));
+        coupling_nn init_nn = nn_alloc(&p, s, 80);
+        coupling_nn_init(&got, &init_nn, z1, s, scratch);
+        int canary = 1;
+        for (int i = 0; i < 64; i++) canary &= scratch[n_scratch + i] == 12345;
+        CHECK(canary, "slots %d: the passes wrote past coupling_nn_scratch", slots);
+    }
     pool_free(&p);
 }
 
