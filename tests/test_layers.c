@@ -20,15 +20,23 @@
 /* ---- helpers ---------------------------------------------------------------------------- */
 
 /* Allocations of one test, released together. */
-typedef struct { void *ptr[64]; int n; } pool;
+typedef struct { void **ptr; int n; } pool;
 
 static real *pool_reals(pool *p, size_t n) {
     real *a = calloc(n ? n : 1, sizeof(real));
-    if (p->n < 64) p->ptr[p->n++] = a;
+    void **grown = realloc(p->ptr, sizeof(void *) * (p->n + 1));
+    if (!a || !grown) {
+        fprintf(stderr, "test_layers: out of memory\n");
+        exit(1);
+    }
+    p->ptr = grown;
+    p->ptr[p->n++] = a;
     return a;
 }
 static void pool_free(pool *p) {
     for (int i = 0; i < p->n; i++) free(p->ptr[i]);
+    free(p->ptr);
+    p->ptr = NULL;
     p->n = 0;
 }
 
