@@ -1,16 +1,19 @@
 #!/usr/bin/python3
-"""Markdown table of glow bench results against the PyTorch reference's (JSON lines)."""
+"""Markdown table of glow bench results against the PyTorch reference's (JSON lines).
+A file may hold several rounds of the same (config, phase): the table gives the medians."""
 import json
+import statistics
 import sys
 
 
 def rows(path, key):
-    out = {}
+    runs = {}
     for line in open(path):
         r = json.loads(line)
         if "phase" in r and "config" in r:
-            out[(r["config"], r["phase"])] = (r[key], r.get("peak_rss_mib"), r.get("gflops", r.get("achieved_conv_gflops")))
-    return out
+            runs.setdefault((r["config"], r["phase"]), []).append(
+                (r[key], r.get("peak_rss_mib"), r.get("gflops", r.get("achieved_conv_gflops"))))
+    return {k: tuple(statistics.median(x[i] for x in v) for i in range(3)) for k, v in runs.items()}
 
 
 torch = rows(sys.argv[1], "value")
