@@ -429,6 +429,9 @@ void glow_set_threads(int n);
 int glow_get_threads(void);
 /* A short description of the BLAS in use (e.g. "OpenBLAS 0.3.21 ... SkylakeX"). */
 const char *glow_blas_info(void);
+/* GFLOP/s of the BLAS on an n x n x n matrix product in the library's precision (best of
+ * 7): the peak that convolution rates are measured against. */
+double glow_blas_gflops(int n);
 /* If OpenBLAS fell back to its generic kernels on a CPU it did not recognise, the core type
  * to set in OPENBLAS_CORETYPE (it is read when the library loads, so a program sets it and
  * re-executes itself); NULL when nothing is to be gained. */

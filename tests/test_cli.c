@@ -126,6 +126,22 @@ TEST(cli_eval_and_sample) {
     free(img);
 }
 
+/* glow bench runs each phase in a child process: it must come back (a forked child cannot
+ * use an OpenMP pool started by its parent, hence the timeout) with sane JSON. */
+TEST(cli_bench_json) {
+    if (IS_DOUBLE) return;
+    REQUIRE(test_run("timeout 120 ./glow bench --config fmnist --phases encode,sample --repeats 1 --json") == 0,
+            "bench: %s", test_output());
+    const char *out = test_output();
+    const char *keys[] = {"\"phase\":\"encode\"", "\"phase\":\"sample\"", "\"img_per_s\":",
+                          "\"gflops\":", "\"blas_peak_gflops\":", "\"peak_rss_mib\":"};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        CHECK(strstr(out, keys[i]), "bench output lacks %s: %s", keys[i], out);
+    const char *p = strstr(out, "\"img_per_s\":"), *q = strstr(out, "\"blas_peak_gflops\":");
+    double rate = p ? atof(p + 12) : 0, peak = q ? atof(q + 19) : 0;
+    CHECK(rate > 1 && peak > 1, "bench: %g img/s, BLAS peak %g GFLOP/s", rate, peak);
+}
+
 TEST(cli_bad_input) {
     if (IS_DOUBLE) return;
     const char *c = tmp_path("bad.glow");
