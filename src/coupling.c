@@ -104,16 +104,20 @@ static size_t conv_scratch(nn_shape s) {
 
 /* ---- tiles: the forward pass one image group at a time ---------------------------------- */
 
-/* A group's two hidden activations (rows, width) should fit in one core's L2 cache. */
-#define TILE_BYTES ((size_t)1 << 20)
+/* A group should have enough rows (pixels) for efficient GEMMs, whose weight matrices are
+ * packed again for each group, while its two hidden activations (rows, width) stay within a
+ * few MiB of cache. */
+#define TILE_ROWS 1024
+#define TILE_BYTES ((size_t)4 << 20)
 
 static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
 
-/* Images per group: as many as fit TILE_BYTES, at least one, and at least one group per
- * thread. */
+/* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and at least
+ * one group per thread. */
 static int tile_images(nn_shape s) {
-    size_t per_image = (size_t)s.h * s.w * s.width * 2 * sizeof(real);
-    int g = (int)(TILE_BYTES / per_image), most = (s.batch + slots_of(s) - 1) / slots_of(s);
+    size_t image = (size_t)s.h * s.w, per_image = image * s.width * 2 * sizeof(real);
+    int g = (int)((TILE_ROWS + image - 1) / image), most = (s.batch + slots_of(s) - 1) / slots_of(s);
+    if ((size_t)g * per_image > TILE_BYTES) g = (int)(TILE_BYTES / per_image);
     if (g > most) g = most;
     return g < 1 ? 1 : g;
 }

@@ -689,7 +689,7 @@ TEST(layer_coupling_nn) {
 /* The network runs image group by image group on up to `slots` threads: its outputs and
  * gradients must not depend on the grouping (compared with one image at a time) nor on the
  * slots, and the passes must stay inside coupling_nn_scratch (a canary after it). The
- * shape makes groups of 128 images with a short last group. */
+ * shape makes groups of 16 images with a short last group. */
 TEST(layer_coupling_nn_groups) {
     pool p = {0};
     nn_shape s = {300, 8, 8, 2, 16, 4, 1};
