@@ -101,25 +101,27 @@ size_t conv3x3_scratch(size_t rows, int cin, int cout) {
     return rows * 9 * (size_t)(output_side(cin, cout) ? cout : cin);
 }
 
-/* col (B*H*W, 9*cin): row (b,i,j), column (ky*3+kx)*cin + ci = x[b, i+ky-1, j+kx-1, ci]. */
+/* col (B*H*W, 9*cin): row (b,i,j), column (ky*3+kx)*cin + ci = x[b, i+ky-1, j+kx-1, ci].
+ * The three taps of a kernel row are three neighbouring pixels, contiguous in x: one copy,
+ * with zeros for the taps that fall outside the image. */
 static void im2col3x3(real *col, const real *x, int batch, int h, int width, int cin) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < h; i++)
             for (int j = 0; j < width; j++) {
                 real *row = col + (((size_t)b * h + i) * width + j) * 9 * cin;
+                int kx0 = j == 0, kx1 = j == width - 1 ? 2 : 3; /* taps inside: [kx0, kx1) */
                 for (int ky = 0; ky < 3; ky++) {
                     int yi = i + ky - 1;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int xj = j + kx - 1;
-                        real *dst = row + (ky * 3 + kx) * cin;
-                        if (yi < 0 || yi >= h || xj < 0 || xj >= width) {
-                            for (int c = 0; c < cin; c++) dst[c] = 0;
-                        } else {
-                            const real *src = x + (((size_t)b * h + yi) * width + xj) * cin;
-                            for (int c = 0; c < cin; c++) dst[c] = src[c];
-                        }
+                    real *dst = row + ky * 3 * cin;
+                    if (yi < 0 || yi >= h) {
+                        memset(dst, 0, sizeof(real) * 3 * cin);
+                        continue;
                     }
+                    const real *src = x + (((size_t)b * h + yi) * width + j + kx0 - 1) * cin;
+                    if (kx0) memset(dst, 0, sizeof(real) * cin);
+                    memcpy(dst + kx0 * cin, src, sizeof(real) * (kx1 - kx0) * cin);
+                    if (kx1 < 3) memset(dst + 2 * cin, 0, sizeof(real) * cin);
                 }
             }
 }
@@ -146,24 +148,24 @@ static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int widt
             }
 }
 
-/* out[q, co] = sum over taps of y[q + d_tap, co*9 + tap] (+ bias): the output side's sum. */
+/* out[q, co] = sum over taps of y[q + d_tap, co*9 + tap] (+ bias): the output side's sum,
+ * over the taps inside the image only, [ky0, ky1) x [kx0, kx1). */
 static void tap_sum(real *out, const real *y, const real *bias, int batch, int h, int width,
                     int cout) {
+    size_t ld = 9 * (size_t)cout;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < h; i++)
             for (int j = 0; j < width; j++) {
                 real *dst = out + (((size_t)b * h + i) * width + j) * cout;
-                for (int co = 0; co < cout; co++) dst[co] = bias ? bias[co] : 0;
-                for (int ky = 0; ky < 3; ky++) {
-                    int yi = i + ky - 1;
-                    if (yi < 0 || yi >= h) continue;
-                    for (int kx = 0; kx < 3; kx++) {
-                        int xj = j + kx - 1;
-                        if (xj < 0 || xj >= width) continue;
-                        const real *src = y + (((size_t)b * h + yi) * width + xj) * 9 * cout + ky * 3 + kx;
-                        for (int co = 0; co < cout; co++) dst[co] += src[co * 9];
+                int ky0 = i == 0, ky1 = i == h - 1 ? 2 : 3, kx0 = j == 0, kx1 = j == width - 1 ? 2 : 3;
+                for (int co = 0; co < cout; co++) {
+                    real acc = bias ? bias[co] : 0;
+                    for (int ky = ky0; ky < ky1; ky++) {
+                        const real *src = y + (((size_t)b * h + i + ky - 1) * width + j) * ld + co * 9 + ky * 3;
+                        for (int kx = kx0; kx < kx1; kx++) acc += src[(kx - 1) * (ptrdiff_t)ld + kx];
                     }
+                    dst[co] = acc;
                 }
             }
 }
