@@ -102,7 +102,7 @@ static size_t conv_scratch(nn_shape s) {
     return m > c ? m : c;
 }
 
-/* ---- tiles: the forward pass one image group at a time ---------------------------------- */
+/* ---- image groups: both passes run one group of whole images per thread ------------------ */
 
 /* A group should have enough rows (pixels) for efficient GEMMs, whose weight matrices are
  * packed again for each group, while its two hidden activations (rows, width) stay within a
@@ -129,11 +129,45 @@ static size_t tile_scratch(nn_shape s, int g) {
     return 2 * rows * s.width + (a > b ? a : b);
 }
 
-/* The backward pass of a group: the convolutions' scratch, then a (rows, width) gradient. */
-static size_t coupling_nn_backward_scratch_of(nn_shape s) {
+/* nn_backward's scratch for a group: the convolutions' scratch, then a (rows, width)
+ * gradient. */
+static size_t nn_backward_scratch(nn_shape s) {
     return conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
 }
-static size_t tile_backward_scratch(nn_shape s, int g);
+
+/* Each thread sums its groups' parameter gradients in a private copy of the network's
+ * gradient (laid out as below), added to dnn at the end in thread order. */
+static void nn_sizes(size_t n[9], nn_shape s) {
+    size_t wd = s.width;
+    size_t sizes[9] = {wd * 9 * s.cin, wd, wd, wd * wd, wd, wd, (size_t)s.cout * 9 * wd,
+                       s.cout, s.cout};
+    memcpy(n, sizes, sizeof sizes);
+}
+
+static size_t nn_param_count(nn_shape s) {
+    size_t n[9], total = 0;
+    nn_sizes(n, s);
+    for (int i = 0; i < 9; i++) total += n[i];
+    return total;
+}
+
+/* The network's nine blocks laid out one after another from p. */
+static coupling_nn nn_layout(real *p, nn_shape s) {
+    size_t n[9];
+    nn_sizes(n, s);
+    coupling_nn nn;
+    real **field[9] = {&nn.w1, &nn.an1_b, &nn.an1_s, &nn.w2, &nn.an2_b, &nn.an2_s, &nn.w3,
+                       &nn.b3, &nn.logs3};
+    for (int i = 0; i < 9; i++) *field[i] = p, p += n[i];
+    return nn;
+}
+
+/* One thread's backward scratch for g images: its gradient copy, then nn_backward's. */
+static size_t tile_backward_scratch(nn_shape s, int g) {
+    nn_shape t = s;
+    t.batch = g;
+    return nn_param_count(s) + nn_backward_scratch(t);
+}
 
 /* The tiled passes need a group's scratch per thread; the initialisation runs on the whole
  * batch (the actnorms' statistics are the batch's) and needs the convolutions' scratch. */
@@ -260,51 +294,20 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
                      scratch);
 }
 
-/* Each thread sums its groups' parameter gradients in a private copy of the network's
- * gradient (laid out as below), added to dnn at the end in thread order. */
-static void nn_sizes(size_t n[9], nn_shape s) {
-    size_t wd = s.width;
-    size_t sizes[9] = {wd * 9 * s.cin, wd, wd, wd * wd, wd, wd, (size_t)s.cout * 9 * wd,
-                       s.cout, s.cout};
-    memcpy(n, sizes, sizeof sizes);
-}
-
-static size_t nn_param_count(nn_shape s) {
-    size_t n[9], total = 0;
-    nn_sizes(n, s);
-    for (int i = 0; i < 9; i++) total += n[i];
-    return total;
-}
-
-static coupling_nn nn_in(real *p, nn_shape s) {
-    size_t n[9];
-    nn_sizes(n, s);
-    coupling_nn nn;
-    real **field[9] = {&nn.w1, &nn.an1_b, &nn.an1_s, &nn.w2, &nn.an2_b, &nn.an2_s, &nn.w3,
-                       &nn.b3, &nn.logs3};
-    for (int i = 0; i < 9; i++) *field[i] = p, p += n[i];
-    return nn;
-}
-
-/* One thread's backward scratch for g images: its gradient copy, the group's (rows,
- * width) gradient, then the convolutions' scratch. */
-static size_t tile_backward_scratch(nn_shape s, int g) {
-    nn_shape t = s;
-    t.batch = g;
-    return nn_param_count(s) + coupling_nn_backward_scratch_of(t);
-}
-
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     int g = tile_images(s), tiles = (s.batch + g - 1) / g, slots = slots_of(s);
     size_t image = (size_t)s.h * s.w, own_size = tile_backward_scratch(s, g);
     size_t n_params = nn_param_count(s);
     if (slots > tiles) slots = tiles;
+    int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
     #pragma omp parallel num_threads(slots)
     {
+        #pragma omp single
+        team = omp_get_num_threads();
         real *own = scratch + own_size * omp_get_thread_num();
         memset(own, 0, sizeof(real) * n_params);
-        coupling_nn mine = nn_in(own, s);
+        coupling_nn mine = nn_layout(own, s);
         #pragma omp for schedule(static)
         for (int t = 0; t < tiles; t++) {
             nn_shape ts = s;
@@ -319,7 +322,7 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
     nn_sizes(n, s);
     real *dst[9] = {dnn->w1, dnn->an1_b, dnn->an1_s, dnn->w2, dnn->an2_b, dnn->an2_s, dnn->w3,
                     dnn->b3, dnn->logs3};
-    for (int th = 0; th < slots; th++) {
+    for (int th = 0; th < team; th++) {
         const real *src = scratch + own_size * th;
         for (int i = 0; i < 9; i++) {
             #pragma omp parallel for schedule(static) if (n[i] > 4096)
