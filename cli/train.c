@@ -275,6 +275,12 @@ static double mean_of(const double *v, int n) {
     return s / n;
 }
 
+/* A bits/dim figure for the progress lines; "-" before the first evaluation. */
+static void format_bpd(char *buf, size_t size, double bpd) {
+    if (isnan(bpd)) snprintf(buf, size, "-");
+    else snprintf(buf, size, "%.3f", bpd);
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_options(&o, argc, argv);
@@ -449,10 +455,12 @@ int cmd_train(int argc, char **argv) {
             if (o.minutes > 0) eta = fmin(eta, o.minutes * 60 - (now_seconds() - t_start));
             char eta_s[32];
             format_duration(eta_s, sizeof eta_s, eta);
-            fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %.3f  "
+            char test_s[32];
+            format_bpd(test_s, sizeof test_s, last_test);
+            fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %s  "
                     "lr %.2g  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
-                    last_test, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
+                    test_s, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
             if (redone_interval)
                 fprintf(stderr, "%s(%d of the last %d steps redone with stored activations: the "
                         "rebuilt inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
@@ -507,9 +515,11 @@ int cmd_train(int argc, char **argv) {
     if (stop_reason) {
         if (save(&o, m, &opt, &st)) status = EXIT_USER;
         curve_write(&cv, curve_path);
-        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s; test %.3f bits/dim; peak "
+        char test_s[32];
+        format_bpd(test_s, sizeof test_s, last_test);
+        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s; test %s bits/dim; peak "
                 "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st.step,
-                o.checkpoint, last_test, peak_rss_mib(), (long long)st.skipped);
+                o.checkpoint, test_s, peak_rss_mib(), (long long)st.skipped);
     }
     fclose(metrics);
     glow_optimizer_free(&opt);
