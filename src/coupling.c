@@ -112,8 +112,8 @@ static size_t conv_scratch(nn_shape s) {
 
 static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
 
-/* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and at least
- * one group per thread. */
+/* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and no more
+ * than a thread's share of the batch. */
 static int tile_images(nn_shape s) {
     size_t image = (size_t)s.h * s.w, per_image = image * s.width * 2 * sizeof(real);
     int g = (int)((TILE_ROWS + image - 1) / image), most = (s.batch + slots_of(s) - 1) / slots_of(s);
@@ -218,22 +218,33 @@ static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_sha
                      scratch);
 }
 
-/* Inside the parallel loop the kernels' own loops and OpenBLAS run on the calling thread. */
+/* Each thread takes an equal share of the batch, images [first, end), and works through
+ * it in groups of at most g images; the kernels' own loops and OpenBLAS then run on the
+ * calling thread. */
+static void thread_share(int batch, int *first, int *end) {
+    int th = omp_get_thread_num(), team = omp_get_num_threads();
+    *first = (int)((long long)batch * th / team);
+    *end = (int)((long long)batch * (th + 1) / team);
+}
+
 void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                          real *scratch) {
-    int g = tile_images(s), tiles = (s.batch + g - 1) / g, slots = slots_of(s);
-    size_t image = (size_t)s.h * s.w, own_size = tile_scratch(s, g);
-    if (slots > tiles) slots = tiles;
-    #pragma omp parallel for num_threads(slots) schedule(static)
-    for (int t = 0; t < tiles; t++) {
+    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
+    size_t image = (size_t)s.h * s.w, own_size = tile_scratch(s, g), rows = (size_t)g * image;
+    #pragma omp parallel num_threads(slots)
+    {
         real *own = scratch + own_size * omp_get_thread_num();
-        nn_shape ts = s;
-        ts.batch = s.batch - t * g < g ? s.batch - t * g : g;
-        size_t r0 = (size_t)t * g * image, rows = (size_t)g * image;
-        coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
-                            a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
-                            a->h + r0 * s.cout};
-        nn_forward(&ta, (coupling_nn *)nn, z1 + r0 * s.cin, ts, own + 2 * rows * s.width, 0);
+        int first, end;
+        thread_share(s.batch, &first, &end);
+        for (int b0 = first; b0 < end; b0 += g) {
+            nn_shape ts = s;
+            ts.batch = end - b0 < g ? end - b0 : g;
+            size_t r0 = (size_t)b0 * image;
+            coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
+                                a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
+                                a->h + r0 * s.cout};
+            nn_forward(&ta, (coupling_nn *)nn, z1 + r0 * s.cin, ts, own + 2 * rows * s.width, 0);
+        }
     }
 }
 
@@ -296,10 +307,9 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
 
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
-    int g = tile_images(s), tiles = (s.batch + g - 1) / g, slots = slots_of(s);
+    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
     size_t image = (size_t)s.h * s.w, own_size = tile_backward_scratch(s, g);
     size_t n_params = nn_param_count(s);
-    if (slots > tiles) slots = tiles;
     int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
     #pragma omp parallel num_threads(slots)
     {
@@ -308,11 +318,12 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
         real *own = scratch + own_size * omp_get_thread_num();
         memset(own, 0, sizeof(real) * n_params);
         coupling_nn mine = nn_layout(own, s);
-        #pragma omp for schedule(static)
-        for (int t = 0; t < tiles; t++) {
+        int first, end;
+        thread_share(s.batch, &first, &end);
+        for (int b0 = first; b0 < end; b0 += g) {
             nn_shape ts = s;
-            ts.batch = s.batch - t * g < g ? s.batch - t * g : g;
-            size_t r0 = (size_t)t * g * image;
+            ts.batch = end - b0 < g ? end - b0 : g;
+            size_t r0 = (size_t)b0 * image;
             coupling_acts ta = {a->r1 + r0 * s.width, a->r2 + r0 * s.width, a->h + r0 * s.cout};
             nn_backward(dz1 + r0 * s.cin, &mine, dh + r0 * s.cout, &ta, nn, z1 + r0 * s.cin, ts,
                         own + n_params);
