@@ -101,6 +101,10 @@ static result run_phase(const glow_config *cfg, int batch, const char *phase, in
     /* The model's own state (weights, gradients, moments, average) made resident first, so
      * that base -> peak is what a pass needs beyond it: activations and workspace. */
     size_t np = glow_model_n_params(m);
+    /* Zero-initialised weights can still be untouched zero pages (the compiler may turn
+     * malloc + memset into calloc) until the first update writes them: write them now. */
+    volatile glow_real *params = glow_model_params(m);
+    for (size_t i = 0; i < np; i++) params[i] = params[i];
     if (!strcmp(phase, "train")) {
         memset(glow_model_grads(m), 0, sizeof(glow_real) * np);
         memset(opt.m, 0, sizeof(glow_real) * np);
