@@ -227,19 +227,26 @@ static void thread_share(int batch, int *first, int *end) {
     *end = (int)((long long)batch * (th + 1) / team);
 }
 
+/* The group of a thread's share [.., end) that starts at image b0: its shape and first row. */
+static nn_shape group_at(nn_shape s, int b0, int end, int g, size_t *r0) {
+    nn_shape group = s;
+    group.batch = end - b0 < g ? end - b0 : g;
+    *r0 = (size_t)b0 * s.h * s.w;
+    return group;
+}
+
 void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                          real *scratch) {
     int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
-    size_t image = (size_t)s.h * s.w, own_size = tile_scratch(s, g), rows = (size_t)g * image;
+    size_t own_size = tile_scratch(s, g), rows = (size_t)g * s.h * s.w;
     #pragma omp parallel num_threads(slots)
     {
         real *own = scratch + own_size * omp_get_thread_num();
         int first, end;
         thread_share(s.batch, &first, &end);
         for (int b0 = first; b0 < end; b0 += g) {
-            nn_shape ts = s;
-            ts.batch = end - b0 < g ? end - b0 : g;
-            size_t r0 = (size_t)b0 * image;
+            size_t r0;
+            nn_shape ts = group_at(s, b0, end, g, &r0);
             coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
                                 a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
                                 a->h + r0 * s.cout};
@@ -308,7 +315,7 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
-    size_t image = (size_t)s.h * s.w, own_size = tile_backward_scratch(s, g);
+    size_t own_size = tile_backward_scratch(s, g);
     size_t n_params = nn_param_count(s);
     int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
     #pragma omp parallel num_threads(slots)
@@ -321,9 +328,8 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
         int first, end;
         thread_share(s.batch, &first, &end);
         for (int b0 = first; b0 < end; b0 += g) {
-            nn_shape ts = s;
-            ts.batch = end - b0 < g ? end - b0 : g;
-            size_t r0 = (size_t)b0 * image;
+            size_t r0;
+            nn_shape ts = group_at(s, b0, end, g, &r0);
             coupling_acts ta = {a->r1 + r0 * s.width, a->r2 + r0 * s.width, a->h + r0 * s.cout};
             nn_backward(dz1 + r0 * s.cin, &mine, dh + r0 * s.cout, &ta, nn, z1 + r0 * s.cin, ts,
                         own + n_params);
