@@ -93,12 +93,17 @@ void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const 
 
 /* ---- the network ---------------------------------------------------------------------- */
 
-/* The 3x3 convolutions' scratch (at least one (rows, width) gradient, which the backward
- * pass keeps there too), then room for another (rows, width) gradient. */
-static size_t conv_scratch(nn_shape s) {
+/* What the two 3x3 convolutions need for the forward pass. */
+static size_t forward_conv_scratch(nn_shape s) {
     size_t rows = (size_t)s.batch * s.h * s.w;
     size_t a = conv3x3_scratch(rows, s.cin, s.width), b = conv3x3_scratch(rows, s.width, s.cout);
-    size_t c = rows * s.width, m = a > b ? a : b;
+    return a > b ? a : b;
+}
+
+/* The 3x3 convolutions' scratch for the backward pass, which also keeps a (rows, width)
+ * gradient there. */
+static size_t conv_scratch(nn_shape s) {
+    size_t m = forward_conv_scratch(s), c = (size_t)s.batch * s.h * s.w * s.width;
     return m > c ? m : c;
 }
 
@@ -124,9 +129,9 @@ static int tile_images(nn_shape s) {
 
 /* One thread's scratch for a group of g images: r1, r2, then the convolutions' scratch. */
 static size_t tile_scratch(nn_shape s, int g) {
-    size_t rows = (size_t)g * s.h * s.w;
-    size_t a = conv3x3_scratch(rows, s.cin, s.width), b = conv3x3_scratch(rows, s.width, s.cout);
-    return 2 * rows * s.width + (a > b ? a : b);
+    nn_shape group = s;
+    group.batch = g;
+    return 2 * (size_t)g * s.h * s.w * s.width + forward_conv_scratch(group);
 }
 
 /* nn_backward's scratch for a group: the convolutions' scratch, then a (rows, width)
@@ -169,13 +174,13 @@ static size_t tile_backward_scratch(nn_shape s, int g) {
     return nn_param_count(s) + nn_backward_scratch(t);
 }
 
-/* The tiled passes need a group's scratch per thread; the initialisation runs on the whole
- * batch (the actnorms' statistics are the batch's) and needs the convolutions' scratch. */
+/* The tiled passes need a group's scratch per thread; the initialisation runs the forward
+ * pass on the whole batch (the actnorms' statistics are the batch's). */
 size_t coupling_nn_scratch(nn_shape s) {
     int g = tile_images(s);
     size_t forward = tile_scratch(s, g), backward = tile_backward_scratch(s, g);
     size_t tiled = slots_of(s) * (forward > backward ? forward : backward);
-    return tiled > conv_scratch(s) ? tiled : conv_scratch(s);
+    return tiled > forward_conv_scratch(s) ? tiled : forward_conv_scratch(s);
 }
 
 /* h = (conv(r2) + b3) * exp(3 logs3) */
