@@ -4,7 +4,7 @@
 
 CC      ?= gcc
 OPT     ?= -O3 -march=native
-CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
 # OpenBLAS built for OpenMP shares our thread pool; the pthread build (Debian's default)
 # fights OpenMP for the cores and runs about 3x slower here. Use it when installed.
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp

@@ -14,12 +14,16 @@ OUT=bench/results
 mkdir -p "$OUT"
 make -s glow
 JEMALLOC=/usr/lib/x86_64-linux-gnu/libjemalloc.so.2
-rm -f "$OUT/torch.jsonl" "$OUT/glow.jsonl" "$OUT/glow_stored.jsonl"
+BUDGET_MIB=${BUDGET_MIB:-1024} # kept activations for the third glow training mode
+rm -f "$OUT/torch.jsonl" "$OUT/glow.jsonl" "$OUT/glow_stored.jsonl" "$OUT/glow_budget.jsonl"
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
     LD_PRELOAD=$JEMALLOC MALLOC_CONF=dirty_decay_ms:-1,muzzy_decay_ms:-1 \
         /usr/bin/python3 "$REF/torch_bench.py" --channels-last --configs "$CONFIGS" >> "$OUT/torch.jsonl"
     ./glow bench --config "$CONFIGS" --json >> "$OUT/glow.jsonl"
     ./glow bench --config "$CONFIGS" --json --store-activations --phases train >> "$OUT/glow_stored.jsonl"
+    ./glow bench --config "$CONFIGS" --json --activation-memory "$BUDGET_MIB" --phases train \
+        >> "$OUT/glow_budget.jsonl"
 done
-/usr/bin/python3 bench/table.py "$OUT/torch.jsonl" "$OUT/glow.jsonl" "$OUT/glow_stored.jsonl" | tee "$OUT/table.md"
+/usr/bin/python3 bench/table.py "$OUT/torch.jsonl" "$OUT/glow.jsonl" "$OUT/glow_stored.jsonl" \
+    "$OUT/glow_budget.jsonl" | tee "$OUT/table.md"

@@ -29,6 +29,7 @@ static const char *help =
     "  --phases P[,P]        train, encode, sample (default: all)\n"
     "  --repeats N           timed repeats per phase (default 5)\n"
     "  --store-activations   keep activations instead of rebuilding them\n"
+    "  --activation-memory MiB  keep the activations of as many flow steps as fit in MiB\n"
     "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32 for 28x28x1,\n"
     "                        L=2, width 128, batch 64 (in both memory modes)\n"
     "  --json                one JSON object per line on stdout\n"
@@ -66,6 +67,7 @@ static double median(double *v, int n) {
 typedef struct result {
     double img_per_s, gflops, peak_rss_mib, base_rss_mib;
     int ok, recomputed; /* training steps redone with stored activations (see glow.h) */
+    int kept_steps;     /* flow steps whose activations a training step kept */
 } result;
 
 static double current_rss_mib(void) {
@@ -79,14 +81,16 @@ static double current_rss_mib(void) {
 }
 
 /* One phase of one configuration, in this (child) process. */
-static result run_phase(const glow_config *cfg, int batch, const char *phase, int repeats, int store) {
+/* memory: bytes for kept activations in training (0: rebuild all; SIZE_MAX: keep all). */
+static result run_phase(const glow_config *cfg, int batch, const char *phase, int repeats,
+                        size_t memory) {
     result r = {0};
     glow_model *m = glow_model_create(cfg);
     if (!m) {
         fprintf(stderr, "glow bench: %s\n", glow_last_error());
         return r;
     }
-    glow_model_set_store_activations(m, store);
+    glow_model_set_activation_memory(m, memory);
     size_t d = glow_model_dim(m);
     glow_real *x = malloc(sizeof(glow_real) * batch * d), *z = malloc(sizeof(glow_real) * batch * d);
     uint8_t *px = malloc((size_t)batch * d);
@@ -121,6 +125,7 @@ static result run_phase(const glow_config *cfg, int batch, const char *phase, in
             rc = glow_model_train_step(m, x, NULL, batch, &st, NULL);
             if (rc == GLOW_OK) glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), NULL);
             r.recomputed += st.recomputed;
+            r.kept_steps = st.kept_steps;
         } else if (!strcmp(phase, "encode")) {
             rc = glow_model_encode(m, x, NULL, batch, z, NULL);
         } else {
@@ -167,18 +172,20 @@ static int in_child(void (*fn)(void *ctx, void *out), void *ctx, void *out, size
 
 typedef struct phase_job {
     const glow_config *cfg;
-    int batch, repeats, store;
+    int batch, repeats;
+    size_t memory;
     const char *phase;
 } phase_job;
 
 static void phase_in_child(void *ctx, void *out) {
     phase_job *j = ctx;
-    result r = run_phase(j->cfg, j->batch, j->phase, j->repeats, j->store);
+    result r = run_phase(j->cfg, j->batch, j->phase, j->repeats, j->memory);
     memcpy(out, &r, sizeof r);
 }
 
-static result run_isolated(const glow_config *cfg, int batch, const char *phase, int repeats, int store) {
-    phase_job j = {cfg, batch, repeats, store, phase};
+static result run_isolated(const glow_config *cfg, int batch, const char *phase, int repeats,
+                           size_t memory) {
+    phase_job j = {cfg, batch, repeats, memory, phase};
     result r = {0};
     if (!in_child(phase_in_child, &j, &r, sizeof r)) r.ok = 0;
     return r;
@@ -211,10 +218,11 @@ static glow_config config_of(const bench_config *b) {
     return cfg;
 }
 
-enum { O_CONFIG = 256, O_PHASES, O_REPEATS, O_STORE, O_MEM_SWEEP, O_JSON };
+enum { O_CONFIG = 256, O_PHASES, O_REPEATS, O_STORE, O_ACT_MEMORY, O_MEM_SWEEP, O_JSON };
 typedef struct bench_opts {
     const char *configs, *phases;
     int repeats, store, sweep, json;
+    double activation_mib;
 } bench_opts;
 
 static int own_option(void *ctx, int c, const char *arg) {
@@ -224,6 +232,8 @@ static int own_option(void *ctx, int c, const char *arg) {
     case O_PHASES: o->phases = arg; return 0;
     case O_REPEATS: return parse_int("--repeats", arg, 1, 64, &o->repeats) ? EXIT_USAGE : 0;
     case O_STORE: o->store = 1; return 0;
+    case O_ACT_MEMORY:
+        return parse_double("--activation-memory", arg, 0, 1 << 30, &o->activation_mib) ? EXIT_USAGE : 0;
     case O_MEM_SWEEP: o->sweep = 1; return 0;
     case O_JSON: o->json = 1; return 0;
     }
@@ -234,6 +244,7 @@ int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
         OPTION_THREADS, OPTION_HELP, {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES},
         {"repeats", 1, 0, O_REPEATS}, {"store-activations", 0, 0, O_STORE},
+        {"activation-memory", 1, 0, O_ACT_MEMORY},
         {"mem-sweep", 0, 0, O_MEM_SWEEP}, {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
     common_opts co = {0};
     bench_opts o = {.configs = "fmnist,cifar-paper,celeba64", .phases = "train,encode,sample", .repeats = 5};
@@ -243,6 +254,9 @@ int cmd_bench(int argc, char **argv) {
     glow_set_threads(co.threads);
     const char *config_list = o.configs, *phases = o.phases;
     int repeats = o.repeats, store = o.store, sweep = o.sweep, json = o.json;
+    if (store && o.activation_mib > 0)
+        return cli_usage_error("give --store-activations or --activation-memory, not both");
+    size_t memory = store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
     char cpu[256];
     cpu_name(cpu, sizeof cpu);
     fprintf(stderr, "glow bench: %d threads; %s; %s\n", glow_get_threads(), glow_blas_info(), cpu);
@@ -259,7 +273,7 @@ int cmd_bench(int argc, char **argv) {
                 glow_config cfg;
                 glow_config_default(&cfg); /* 28x28x1, L=2, width 128 */
                 cfg.depth = k;
-                result r = run_isolated(&cfg, 64, "train", 2, mode);
+                result r = run_isolated(&cfg, 64, "train", 2, mode ? SIZE_MAX : 0);
                 const char *name = mode ? "stored" : "rebuilt";
                 if (!r.ok) return cli_error("mem-sweep K=%d failed", k);
                 if (json)
@@ -289,16 +303,21 @@ int cmd_bench(int argc, char **argv) {
         for (char *s2, *ph = strtok_r(plist, ",", &s2); ph; ph = strtok_r(NULL, ",", &s2)) {
             if (strcmp(ph, "train") && strcmp(ph, "encode") && strcmp(ph, "sample"))
                 return cli_usage_error("--phases '%s': expected train, encode or sample", ph);
-            result r = run_isolated(&cfg, b->batch, ph, repeats, store);
+            result r = run_isolated(&cfg, b->batch, ph, repeats, memory);
             if (!r.ok) return cli_error("%s %s failed", b->name, ph);
             if (json)
                 printf("{\"config\":\"%s\",\"phase\":\"%s\",\"batch\":%d,\"img_per_s\":%.3f,"
                        "\"gflops\":%.2f,\"blas_peak_gflops\":%.1f,\"peak_rss_mib\":%.1f,\"threads\":%d,"
-                       "\"store_activations\":%d,\"recomputed\":%d}\n", b->name, ph, b->batch,
-                       r.img_per_s, r.gflops, peak, r.peak_rss_mib, glow_get_threads(), store,
+                       "\"store_activations\":%d,\"activation_memory_mib\":%g,\"kept_steps\":%d,"
+                       "\"recomputed\":%d}\n", b->name, ph, b->batch, r.img_per_s, r.gflops, peak,
+                       r.peak_rss_mib, glow_get_threads(), store, o.activation_mib, r.kept_steps,
                        r.recomputed);
-            fprintf(stderr, "%-12s %-7s %10.2f %10.1f %7.0f%% %10.0f\n", b->name, ph, r.img_per_s,
+            fprintf(stderr, "%-12s %-7s %10.2f %10.1f %7.0f%% %10.0f", b->name, ph, r.img_per_s,
                     r.gflops, 100 * r.gflops / peak, r.peak_rss_mib);
+            if (!strcmp(ph, "train") && memory)
+                fprintf(stderr, "  (activations of %d of %d flow steps kept)", r.kept_steps,
+                        cfg.levels * cfg.depth);
+            fputc('\n', stderr);
             fflush(stdout);
         }
     }

@@ -49,6 +49,8 @@ static const char *help =
     "  --seed S              weights, data order and noise (default 1)\n"
     "  --store-activations   keep activations for the backward pass: faster, memory grows\n"
     "                        with depth (default: rebuild them, memory flat in depth)\n"
+    "  --activation-memory MiB  keep the activations of as many flow steps as fit in MiB\n"
+    "                        and rebuild the others: most of the speed, bounded memory\n"
     "  --max-skips N         stop after N non-finite steps in a row (default 20)\n"
     "Output:\n"
     "  --out DIR             metrics.jsonl, curve.png, samples/ (default runs/train)\n"
@@ -66,7 +68,7 @@ static const char *help =
 enum {
     O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_PERMUTATION,
     O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
-    O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_MAX_SKIPS,
+    O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY, O_MAX_SKIPS,
     O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
     O_SAMPLE_EVERY, O_LOG_EVERY, O_THREADS, O_HELP, O_COUNT
 };
@@ -80,7 +82,8 @@ static const struct option long_options[] = {
     {"epochs", 1, 0, O_EPOCHS}, {"minutes", 1, 0, O_MINUTES}, {"lr", 1, 0, O_LR},
     {"warmup", 1, 0, O_WARMUP}, {"optimizer", 1, 0, O_OPTIMIZER}, {"polyak", 1, 0, O_POLYAK},
     {"grad-clip", 1, 0, O_GRAD_CLIP}, {"seed", 1, 0, O_SEED},
-    {"store-activations", 0, 0, O_STORE}, {"max-skips", 1, 0, O_MAX_SKIPS},
+    {"store-activations", 0, 0, O_STORE}, {"activation-memory", 1, 0, O_ACT_MEMORY},
+    {"max-skips", 1, 0, O_MAX_SKIPS},
     {"out", 1, 0, O_OUT}, {"checkpoint", 1, 0, O_CHECKPOINT}, {"resume", 0, 0, O_RESUME},
     {"save-every", 1, 0, O_SAVE_EVERY}, {"save-minutes", 1, 0, O_SAVE_MINUTES},
     {"eval-every", 1, 0, O_EVAL_EVERY}, {"eval-n", 1, 0, O_EVAL_N},
@@ -95,7 +98,7 @@ typedef struct train_opts {
     glow_optim_config oc;
     int batch, init_batch, resume, store, max_skips, threads;
     long long steps;
-    double epochs, minutes, save_minutes;
+    double epochs, minutes, save_minutes, activation_mib;
     int save_every, eval_every, eval_n, sample_every, log_every;
     char given[O_COUNT]; /* which options the user set */
 } train_opts;
@@ -163,6 +166,9 @@ static int parse_options(train_opts *o, int argc, char **argv) {
             o->cfg.seed = (uint64_t)ll;
             break;
         case O_STORE: o->store = 1; break;
+        case O_ACT_MEMORY:
+            if (parse_double("--activation-memory", optarg, 0, 1 << 30, &o->activation_mib)) return 2;
+            break;
         case O_MAX_SKIPS: if (parse_int("--max-skips", optarg, 1, 1 << 30, &o->max_skips)) return 2; break;
         case O_OUT: o->out = optarg; break;
         case O_CHECKPOINT:
@@ -182,6 +188,8 @@ static int parse_options(train_opts *o, int argc, char **argv) {
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (o->given[O_STEPS] && o->given[O_EPOCHS])
         return cli_usage_error("give --steps or --epochs, not both");
+    if (o->given[O_STORE] && o->given[O_ACT_MEMORY])
+        return cli_usage_error("give --store-activations or --activation-memory, not both");
     if (!o->checkpoint[0]) snprintf(o->checkpoint, sizeof o->checkpoint, "%s/checkpoint.glow", o->out);
     return 0;
 }
@@ -337,6 +345,7 @@ int cmd_train(int argc, char **argv) {
     if (o.batch > train.n)
         return cli_error("%s: %d images, fewer than one batch of %d", o.data, train.n, o.batch);
     glow_model_set_store_activations(m, o.store);
+    if (o.activation_mib > 0) glow_model_set_activation_memory(m, (size_t)(o.activation_mib * 1048576));
     if (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0)) return EXIT_USER;
     char metrics_path[4200], curve_path[4200], samples_dir[4200], path[4400];
     snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);
@@ -441,6 +450,9 @@ int cmd_train(int argc, char **argv) {
         }
         skips_in_row = 0;
         st.step++;
+        if (st.step == start_step + 1 && o.activation_mib > 0)
+            fprintf(stderr, "activations of %d of the %d flow steps kept in %g MiB; the others "
+                    "are rebuilt\n", ss.kept_steps, cfg->levels * cfg->depth, o.activation_mib);
         train_seconds += now_seconds() - t0;
         bpd_sum += ss.bpd;
         n_interval++;

@@ -128,6 +128,10 @@ size_t glow_model_n_trainable(const glow_model *m);
  * activations from the forward pass (more memory, one fewer network evaluation per step).
  * Both give the same gradients. */
 void glow_model_set_store_activations(glow_model *m, int store);
+/* Between the two: keep the activations of as many flow steps as fit in `bytes`, spread
+ * over the depth, and rebuild the others. Memory is then bounded by `bytes` whatever the
+ * depth; each kept step saves a network evaluation and restores its input exactly. */
+void glow_model_set_activation_memory(glow_model *m, size_t bytes);
 
 /* Data-dependent initialisation of every actnorm from one batch of preprocessed images
  * x (B,H,W,C). Run once before training. */
@@ -160,6 +164,7 @@ typedef struct glow_step_stats {
     double max_rebuild_error; /* largest |input rebuilt by the backward pass - input| */
     int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone with
                         stored activations: exact gradients, more memory for that step */
+    int kept_steps;  /* flow steps whose activations were kept (see activation memory) */
 } glow_step_stats;
 
 /* One training step's forward and backward pass on a preprocessed batch: sets

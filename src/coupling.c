@@ -11,54 +11,72 @@
 
 int coupling_nn_out(glow_coupling kind, int c) { return kind == GLOW_AFFINE ? c : c / 2; }
 
-static inline double sigmoid(double v) { return 1.0 / (1.0 + exp(-v)); }
-/* log sigmoid(v) without overflow for large |v|. */
-static inline double log_sigmoid(double v) { return v >= 0 ? -log1p(exp(-v)) : v - log1p(exp(v)); }
+/* glibc's vector versions (libmvec) of the two functions the scales need, so that the loop
+ * below runs 8 doubles at a time; they are within 4 ulp. */
+#pragma omp declare simd notinbranch
+double exp(double);
+#pragma omp declare simd notinbranch
+double log1p(double);
+
+/* The scales s = sigmoid(v) of n consecutive (pixel, channel) pairs, v = h[1::2] + 2, and
+ * the sum of log s. With e = exp(-|v|): s = 1/(1+e) for v >= 0 and e/(1+e) below, and
+ * log s = min(v, 0) - log1p(e): one exp and one log1p, neither overflowing. */
+static double affine_scales(double *s, const real *h, size_t n) {
+    double log_sum = 0;
+    #pragma omp simd reduction(+:log_sum)
+    for (size_t i = 0; i < n; i++) {
+        double v = (double)h[2 * i + 1] + 2.0, e = exp(-fabs(v));
+        s[i] = (v >= 0 ? 1.0 : e) / (1.0 + e);
+        log_sum += (v < 0 ? v : 0.0) - log1p(e);
+    }
+    return log_sum;
+}
+
+/* The affine passes take an image's pixels in chunks of about SCALE_CHUNK scales. */
+#define SCALE_CHUNK 512
+static size_t chunk_pixels(int half) { return half < SCALE_CHUNK ? SCALE_CHUNK / half : 1; }
+
+/* The forward (inverse = 0) or inverse coupling of one image's pixels [p0, p1). */
+static double couple_pixels(real *out, const real *in, const real *h, glow_coupling kind,
+                            size_t p0, size_t p1, int c, int inverse) {
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    size_t step = chunk_pixels(half);
+    double s[step * half], ld = 0;
+    for (size_t q0 = p0; q0 < p1; q0 += step) {
+        size_t q1 = q0 + step < p1 ? q0 + step : p1;
+        if (kind == GLOW_AFFINE) ld += affine_scales(s, h + q0 * hc, (q1 - q0) * half);
+        for (size_t p = q0; p < q1; p++) {
+            const real *ir = in + p * c, *hr = h + p * hc;
+            const double *sr = s + (p - q0) * half;
+            real *or = out + p * c;
+            if (out != in) memcpy(or, ir, sizeof(real) * half);
+            for (int j = 0; j < half; j++) {
+                if (kind == GLOW_ADDITIVE)
+                    or[half + j] = inverse ? ir[half + j] - hr[j] : ir[half + j] + hr[j];
+                else if (inverse)
+                    or[half + j] = (real)(ir[half + j] / sr[j] - hr[2 * j]);
+                else
+                    or[half + j] = (real)((ir[half + j] + hr[2 * j]) * sr[j]);
+            }
+        }
+    }
+    return ld;
+}
 
 void coupling_forward(real *y, double *logdet, const real *x, const real *h, glow_coupling kind,
                       int batch, size_t hw, int c) {
-    int half = c / 2, hc = coupling_nn_out(kind, c);
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
-        double ld = 0;
-        for (size_t p = (size_t)b * hw; p < (size_t)(b + 1) * hw; p++) {
-            const real *xr = x + p * c, *hr = h + p * hc;
-            real *yr = y + p * c;
-            if (y != x) memcpy(yr, xr, sizeof(real) * half);
-            for (int j = 0; j < half; j++) {
-                if (kind == GLOW_ADDITIVE) {
-                    yr[half + j] = xr[half + j] + hr[j];
-                } else {
-                    double pre = (double)hr[2 * j + 1] + 2.0;
-                    yr[half + j] = (real)((xr[half + j] + hr[2 * j]) * sigmoid(pre));
-                    ld += log_sigmoid(pre);
-                }
-            }
-        }
+        double ld = couple_pixels(y, x, h, kind, b * hw, (b + 1) * hw, c, 0);
         if (logdet) logdet[b] += ld;
     }
 }
 
 void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glow_coupling kind,
                       int batch, size_t hw, int c) {
-    int half = c / 2, hc = coupling_nn_out(kind, c);
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
-        double ld = 0;
-        for (size_t p = (size_t)b * hw; p < (size_t)(b + 1) * hw; p++) {
-            const real *yr = y + p * c, *hr = h + p * hc;
-            real *xr = x + p * c;
-            if (y != x) memcpy(xr, yr, sizeof(real) * half);
-            for (int j = 0; j < half; j++) {
-                if (kind == GLOW_ADDITIVE) {
-                    xr[half + j] = yr[half + j] - hr[j];
-                } else {
-                    double pre = (double)hr[2 * j + 1] + 2.0;
-                    xr[half + j] = (real)(yr[half + j] / sigmoid(pre) - hr[2 * j]);
-                    ld += log_sigmoid(pre);
-                }
-            }
-        }
+        double ld = couple_pixels(x, y, h, kind, b * hw, (b + 1) * hw, c, 1);
         if (logdet) logdet[b] -= ld;
     }
 }
@@ -70,22 +88,28 @@ void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glo
 void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
                        glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
-    size_t rows = (size_t)batch * hw;
+    size_t rows = (size_t)batch * hw, step = chunk_pixels(half);
     #pragma omp parallel for schedule(static)
-    for (size_t p = 0; p < rows; p++) {
-        const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
-        real *dxr = dx + p * c, *dhr = dh + p * hc;
-        if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
-        for (int j = 0; j < half; j++) {
-            double g = dyr[half + j];
-            if (kind == GLOW_ADDITIVE) {
-                dhr[j] = (real)g;
-                dxr[half + j] = (real)g;
-            } else {
-                double s = sigmoid((double)hr[2 * j + 1] + 2.0);
-                dhr[2 * j] = (real)(g * s);
-                dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * s + dlogdet) * (1.0 - s));
-                dxr[half + j] = (real)(g * s);
+    for (size_t q0 = 0; q0 < rows; q0 += step) {
+        size_t q1 = q0 + step < rows ? q0 + step : rows;
+        double s[step * half];
+        if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
+        for (size_t p = q0; p < q1; p++) {
+            const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
+            const double *sr = s + (p - q0) * half;
+            real *dxr = dx + p * c, *dhr = dh + p * hc;
+            if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
+            for (int j = 0; j < half; j++) {
+                double g = dyr[half + j];
+                if (kind == GLOW_ADDITIVE) {
+                    dhr[j] = (real)g;
+                    dxr[half + j] = (real)g;
+                } else {
+                    double sj = sr[j];
+                    dhr[2 * j] = (real)(g * sj);
+                    dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * (1.0 - sj));
+                    dxr[half + j] = (real)(g * sj);
+                }
             }
         }
     }

@@ -42,6 +42,7 @@ void workspace_release_store(glow_model *m) {
     free(m->ws.store_block);
     m->ws.store_block = NULL;
     m->ws.store_batch = 0;
+    m->ws.store_memory = 0;
     for (int i = 0; i < m->n_levels; i++) {
         free(m->levels[i].store);
         m->levels[i].store = NULL;
@@ -53,9 +54,8 @@ static nn_shape nn_shape_of(const glow_model *m, const level *lv, int batch) {
                       coupling_nn_out(m->cfg.coupling, lv->c), m->ws.slots};
 }
 
-/* Allocate the buffers for `batch` examples (once; again only for a larger batch), and
- * the per-step stores when activations are kept for training. */
-static int workspace_reserve(glow_model *m, int batch, int with_store) {
+/* Allocate the buffers for `batch` examples (once; again only for a larger batch). */
+static int workspace_reserve(glow_model *m, int batch) {
     workspace *ws = &m->ws;
     if (batch < 1) return glow_fail(GLOW_EINVAL, "batch size %d: must be >= 1", batch);
     if (batch > ws->batch || glow_get_threads() > ws->slots) {
@@ -93,43 +93,67 @@ static int workspace_reserve(glow_model *m, int batch, int with_store) {
         }
         ws->batch = batch;
     }
-    if (with_store && batch > ws->store_batch) {
-        free(ws->store_block);
-        size_t total = 0;
-        for (int i = 0; i < m->n_levels; i++) {
-            const level *lv = &m->levels[i];
-            size_t rows = (size_t)batch * lv->h * lv->w;
-            total += m->cfg.depth *
-                     rows * (lv->c + 2 * m->cfg.width + coupling_nn_out(m->cfg.coupling, lv->c));
-        }
-        ws->store_block = malloc(sizeof(real) * total);
-        if (!ws->store_block) {
-            ws->store_batch = 0;
-            return glow_fail(GLOW_ENOMEM, "out of memory storing activations for a batch of %d "
-                             "(%.1f GiB): use the memory-saving mode", batch,
-                             total * sizeof(real) / 1073741824.0);
-        }
-        real *p = ws->store_block;
-        for (int i = 0; i < m->n_levels; i++) {
-            level *lv = &m->levels[i];
-            size_t rows = (size_t)batch * lv->h * lv->w;
-            free(lv->store);
-            lv->store = calloc(m->cfg.depth, sizeof(step_store));
-            if (!lv->store) {
-                workspace_release_store(m);
-                return glow_fail(GLOW_ENOMEM, "out of memory");
-            }
-            for (int k = 0; k < m->cfg.depth; k++) {
-                step_store *st = &lv->store[k];
-                st->a = p, p += rows * lv->c;
-                st->acts.r1 = p, p += rows * m->cfg.width;
-                st->acts.r2 = p, p += rows * m->cfg.width;
-                st->acts.h = p, p += rows * coupling_nn_out(m->cfg.coupling, lv->c);
-            }
-        }
-        ws->store_batch = batch;
-    }
     return GLOW_OK;
+}
+
+/* What keeping one step of level lv costs: its actnorm output and the network's three
+ * activations. */
+static size_t step_store_size(const glow_model *m, const level *lv, int batch) {
+    size_t rows = (size_t)batch * lv->h * lv->w;
+    return rows * (lv->c + 2 * (size_t)m->cfg.width + coupling_nn_out(m->cfg.coupling, lv->c));
+}
+
+/* Whether step k is one of the n of depth kept on its level: spread evenly from step 0, so
+ * that the kept steps' exact inputs also cut the rebuilt stretches short. */
+static int kept_here(int k, int n, int depth) { return (long long)k * n % depth < n; }
+
+/* Lay out the stores of the steps kept within `memory` bytes for `batch` examples (SIZE_MAX:
+ * every step). As many steps as fit are kept, level by level from the last (whose steps
+ * are the smallest); a step keeps its activations when lv->store[k].a is set. */
+static int workspace_reserve_store(glow_model *m, int batch, size_t memory) {
+    workspace *ws = &m->ws;
+    if (memory == 0 || (batch <= ws->store_batch && memory == ws->store_memory)) return GLOW_OK;
+    workspace_release_store(m);
+    int depth = m->cfg.depth, kept[m->n_levels];
+    size_t total = 0, left = memory;
+    for (int i = m->n_levels - 1; i >= 0; i--) {
+        size_t one = step_store_size(m, &m->levels[i], batch) * sizeof(real);
+        kept[i] = left / one < (size_t)depth ? (int)(left / one) : depth;
+        left -= kept[i] * one;
+        total += kept[i] * one / sizeof(real);
+    }
+    if (total == 0) return GLOW_OK; /* not one step fits: rebuild them all */
+    ws->store_block = malloc(sizeof(real) * total);
+    if (!ws->store_block)
+        return glow_fail(GLOW_ENOMEM, "out of memory keeping activations for a batch of %d "
+                         "(%.1f GiB): keep less, or none (the memory-saving mode)", batch,
+                         total * sizeof(real) / 1073741824.0);
+    real *p = ws->store_block;
+    for (int i = 0; i < m->n_levels; i++) {
+        level *lv = &m->levels[i];
+        size_t rows = (size_t)batch * lv->h * lv->w;
+        if (!(lv->store = calloc(depth, sizeof(step_store)))) {
+            workspace_release_store(m);
+            return glow_fail(GLOW_ENOMEM, "out of memory");
+        }
+        for (int k = 0; k < depth; k++) {
+            if (!kept_here(k, kept[i], depth)) continue;
+            step_store *st = &lv->store[k];
+            st->a = p, p += rows * lv->c;
+            st->acts.r1 = p, p += rows * m->cfg.width;
+            st->acts.r2 = p, p += rows * m->cfg.width;
+            st->acts.h = p, p += rows * coupling_nn_out(m->cfg.coupling, lv->c);
+        }
+    }
+    ws->store_batch = batch;
+    ws->store_memory = memory;
+    return GLOW_OK;
+}
+
+/* The store of step k of level li if the pass keeps activations and this step is kept. */
+static step_store *kept_step(glow_model *m, int li, int k, int keep) {
+    level *lv = &m->levels[li];
+    return keep && lv->store && lv->store[k].a ? &lv->store[k] : NULL;
 }
 
 /* ---- pieces of a step ------------------------------------------------------------------- */
@@ -241,14 +265,15 @@ static int step_forward(glow_model *m, int li, int k, int batch, int init, int k
     int c = lv->c, half = c / 2;
     size_t hw = (size_t)lv->h * lv->w, rows = batch * hw;
     real *p = m->params;
+    step_store *kept = kept_step(m, li, k, keep);
     if (init) actnorm_init(p + s->an_b, p + s->an_s, ws->cur, rows, c);
     actnorm_forward(ws->cur, ws->logdet, ws->cur, p + s->an_b, p + s->an_s, batch, hw, c);
-    if (keep) memcpy(lv->store[k].a, ws->cur, sizeof(real) * rows * c);
+    if (kept) memcpy(kept->a, ws->cur, sizeof(real) * rows * c);
     int rc = perm_forward(m, s, ws->tmp, ws->cur, ws->logdet, batch, hw, c);
     if (rc != GLOW_OK) return rc;
     copy_columns(ws->z1, half, ws->tmp, c, rows, half);
-    coupling_acts acts = keep ? lv->store[k].acts : (coupling_acts){NULL, NULL, ws->h};
-    if (init && !keep) acts = (coupling_acts){ws->r1, ws->r2, ws->h};
+    coupling_acts acts = kept ? kept->acts : (coupling_acts){NULL, NULL, ws->h};
+    if (init && !kept) acts = (coupling_acts){ws->r1, ws->r2, ws->h};
     coupling_nn nn = nn_at(p, s);
     if (init) coupling_nn_init(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
     else coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
@@ -290,7 +315,8 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
     nn_shape shape = nn_shape_of(m, lv, batch);
     coupling_acts acts;
     const real *a; /* the actnorm's output = the permutation's input */
-    if (!keep) {
+    step_store *kept = kept_step(m, li, k, keep);
+    if (!kept) {
         acts = (coupling_acts){ws->r1, ws->r2, ws->h};
         copy_columns(ws->z1, half, ws->cur, c, rows, half);
         coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
@@ -298,8 +324,8 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
         if ((rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK) return rc;
         a = ws->abuf;
     } else {
-        acts = lv->store[k].acts;
-        a = lv->store[k].a;
+        acts = kept->acts;
+        a = kept->a;
         if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
         copy_columns(ws->z1, half, ws->tmp, c, rows, half);
     }
@@ -465,7 +491,7 @@ static int flow_reverse(glow_model *m, const real *z, const int *y, int batch,
 static double log_bins(const glow_model *m) { return m->dim * m->cfg.n_bits * LN2; }
 
 int glow_model_init(glow_model *m, const glow_real *x, const int *y, int batch) {
-    int rc = workspace_reserve(m, batch, 0);
+    int rc = workspace_reserve(m, batch);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 1);
     if (rc == GLOW_OK) rc = flow_forward(m, x, y, batch, 1, 0);
     return rc;
@@ -473,7 +499,7 @@ int glow_model_init(glow_model *m, const glow_real *x, const int *y, int batch) 
 
 int glow_model_log_prob(glow_model *m, const glow_real *x, const int *y, int batch,
                         double *logp, double *bpd) {
-    int rc = workspace_reserve(m, batch, 0);
+    int rc = workspace_reserve(m, batch);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 1);
     if (rc == GLOW_OK) rc = flow_forward(m, x, y, batch, 0, 0);
     if (rc != GLOW_OK) return rc;
@@ -487,7 +513,7 @@ int glow_model_log_prob(glow_model *m, const glow_real *x, const int *y, int bat
 
 int glow_model_encode(glow_model *m, const glow_real *x, const int *y, int batch, glow_real *z,
                       double *logdet) {
-    int rc = workspace_reserve(m, batch, 0);
+    int rc = workspace_reserve(m, batch);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 1);
     if (rc == GLOW_OK) rc = flow_forward(m, x, y, batch, 0, 0);
     if (rc != GLOW_OK) return rc;
@@ -498,7 +524,7 @@ int glow_model_encode(glow_model *m, const glow_real *x, const int *y, int batch
 
 int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch, glow_real *x,
                       double *logdet) {
-    int rc = workspace_reserve(m, batch, 0);
+    int rc = workspace_reserve(m, batch);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 0);
     if (rc == GLOW_OK) rc = flow_reverse(m, z, y, batch, 0, 0, x, logdet);
     if (rc == GLOW_OK && logdet)
@@ -508,7 +534,7 @@ int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch
 
 int glow_model_sample(glow_model *m, const int *y, int batch, double temperature, uint64_t seed,
                       glow_real *x) {
-    int rc = workspace_reserve(m, batch, 0);
+    int rc = workspace_reserve(m, batch);
     if (rc == GLOW_OK) rc = check_labels(m, y, batch, 0);
     if (rc == GLOW_OK && !(temperature >= 0))
         rc = glow_fail(GLOW_EINVAL, "temperature %g: must be >= 0", temperature);
@@ -579,14 +605,18 @@ static void top_prior_backward(glow_model *m, const int *y, int batch) {
             }
 }
 
-static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch, int keep,
+/* memory: bytes for kept activations (SIZE_MAX: keep every step's). */
+static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch, size_t memory,
                       glow_step_stats *stats, glow_real *dx) {
     workspace *ws = &m->ws;
     const glow_config *cfg = &m->cfg;
-    int rc;
-    if ((rc = workspace_reserve(m, batch, keep)) != GLOW_OK) return rc;
+    int rc, keep = memory > 0;
+    if ((rc = workspace_reserve(m, batch)) != GLOW_OK) return rc;
+    if ((rc = workspace_reserve_store(m, batch, memory)) != GLOW_OK) return rc;
     if ((rc = flow_forward(m, x, y, batch, 0, keep)) != GLOW_OK) return rc;
     glow_step_stats st = {0};
+    for (int i = 0; i < m->n_levels; i++)
+        for (int k = 0; k < cfg->depth; k++) st.kept_steps += kept_step(m, i, k, keep) != NULL;
     for (int b = 0; b < batch; b++)
         st.bpd += -(ws->logdet[b] + ws->logp[b] - log_bins(m)) / (m->dim * LN2);
     st.bpd /= batch;
@@ -655,14 +685,15 @@ int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int b
                           glow_step_stats *stats, glow_real *dx) {
     glow_step_stats st;
     int rc = check_labels(m, y, batch, 1);
-    if (rc == GLOW_OK) rc = train_pass(m, x, y, batch, m->store, &st, dx);
+    if (rc == GLOW_OK) rc = train_pass(m, x, y, batch, m->activation_memory, &st, dx);
     if (rc != GLOW_OK) return rc;
     /* A nearly singular layer (an affine scale near 0, say) can make the rebuilt inputs
      * drift. Then the step is done again with the activations kept from the forward pass,
      * which is exact, and that memory is given back at once. */
-    if (!m->store && isfinite(st.loss) && !(st.max_rebuild_error <= REBUILD_TOLERANCE)) {
+    if (m->activation_memory != SIZE_MAX && isfinite(st.loss) &&
+        !(st.max_rebuild_error <= REBUILD_TOLERANCE)) {
         double drift = st.max_rebuild_error;
-        rc = train_pass(m, x, y, batch, 1, &st, dx);
+        rc = train_pass(m, x, y, batch, SIZE_MAX, &st, dx);
         workspace_release_store(m);
         if (rc != GLOW_OK) return rc;
         st.recomputed = 1;

@@ -305,7 +305,10 @@ size_t glow_model_n_trainable(const glow_model *m) {
         if (m->tensors[i].trainable) n += m->tensors[i].size;
     return n;
 }
-void glow_model_set_store_activations(glow_model *m, int store) { m->store = store != 0; }
+void glow_model_set_activation_memory(glow_model *m, size_t bytes) { m->activation_memory = bytes; }
+void glow_model_set_store_activations(glow_model *m, int store) {
+    m->activation_memory = store ? SIZE_MAX : 0;
+}
 
 int glow_model_check_fixed(const glow_model *m) {
     for (int i = 0; i < m->n_tensors; i++) {

@@ -13,8 +13,9 @@ typedef struct step_offsets {
     size_t w1, an1_b, an1_s, w2, an2_b, an2_s, w3, b3, logs3; /* coupling network */
 } step_offsets;
 
-/* One step's activations kept from the forward pass (store_activations): a is the
- * actnorm output (rows, c), acts the coupling network's. */
+/* One step's activations kept from the forward pass (within the activation memory): a is
+ * the actnorm output (rows, c), acts the coupling network's; a is NULL for a step that the
+ * backward pass rebuilds. */
 typedef struct step_store {
     real *a;
     coupling_acts acts;
@@ -25,7 +26,7 @@ typedef struct level {
     size_t z_offset, z_size; /* this level's part of an example's latent vector */
     step_offsets *steps;     /* depth of them */
     size_t prior_w, prior_b, prior_logs; /* split prior (every level but the last) */
-    step_store *store;       /* depth of them, when activations are stored */
+    step_store *store;       /* depth of them, when any step's activations are kept */
 } level;
 
 /* Buffers for a batch of up to `batch` examples, allocated once and reused. */
@@ -42,8 +43,9 @@ typedef struct workspace {
     real *scratch;
     size_t scratch_size;
     double *logdet, *logp;            /* (B) */
-    real *store_block;                /* all step_store buffers, when stored */
-    int store_batch;
+    real *store_block;                /* all kept steps' buffers */
+    int store_batch;                  /* the batch and memory the stores were laid out for */
+    size_t store_memory;
 } workspace;
 
 struct glow_model {
@@ -56,7 +58,7 @@ struct glow_model {
     int n_tensors, cap_tensors;
     real *params, *grads;
     size_t n_params;
-    int store;
+    size_t activation_memory; /* bytes for kept activations; SIZE_MAX: every step's */
     workspace ws;
 };
 

@@ -64,6 +64,18 @@ TEST(cli_train_resume_is_exact) {
           "metrics or curve missing");
 }
 
+/* --activation-memory keeps what fits (here the top level's step, 98 KiB, not the first
+ * level's, 294 KiB) and says so; it excludes --store-activations. */
+TEST(cli_train_activation_memory) {
+    if (IS_DOUBLE) return;
+    CHECK(test_run("./glow train " TINY " --steps 1 --out %s/rm --checkpoint %s --activation-memory 0.2",
+                   test_tmpdir(), tmp_path("mem.glow")) == 0 &&
+          strstr(test_output(), "activations of 1 of the 2 flow steps kept in 0.2 MiB"),
+          "train: %s", test_output());
+    CHECK(test_run("./glow train " TINY " --steps 1 --out %s/rm2 --store-activations --activation-memory 1",
+                   test_tmpdir()) == 2 && strstr(test_output(), "not both"), "both: %s", test_output());
+}
+
 TEST(cli_train_never_overwrites_a_checkpoint) {
     if (IS_DOUBLE) return;
     const char *c = tmp_path("keep.glow");

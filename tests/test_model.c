@@ -206,6 +206,54 @@ TEST(model_rebuilt_backward_equals_stored) {
     }
 }
 
+/* Bytes that keeping one flow step of level i costs for a batch (its actnorm output and
+ * the coupling network's r1, r2 and h), from the model's documented shapes. */
+static size_t step_bytes(const glow_config *cfg, int i, int batch) {
+    size_t rows = (size_t)batch * (cfg->image_h >> (i + 1)) * (cfg->image_w >> (i + 1));
+    int c = cfg->image_c * (4 << i), hc = cfg->coupling == GLOW_AFFINE ? c : c / 2;
+    return rows * (c + 2 * cfg->width + hc) * sizeof(glow_real);
+}
+
+/* Activation memory for some of the steps: exactly those that fit are kept, and the
+ * gradients are the rebuilt and the stored paths'. */
+TEST(model_activation_memory_keeps_what_fits) {
+    for (int t = 0; t < N_CASES; t++) {
+        glow_config cfg = model_case_config(&cases[t], 7);
+        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
+        glow_real *x = malloc(sizeof(glow_real) * BATCH * d);
+        glow_real *dx1 = malloc(sizeof(glow_real) * BATCH * d), *dx2 = malloc(sizeof(glow_real) * BATCH * d);
+        int y[BATCH];
+        glow_model *m = make_model(&cases[t], x, y);
+        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
+        const int *labels = cases[t].n_classes ? y : NULL;
+        size_t n = glow_model_n_params(m);
+        glow_real *g1 = malloc(sizeof(glow_real) * n);
+        glow_step_stats s1, s2;
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s1, dx1));
+        memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+        CHECK(s1.kept_steps == 0, "%s: %d steps kept by default", cases[t].name, s1.kept_steps);
+        /* All of the last level's steps but one, then one step short of the next level's. */
+        int top = cfg.levels - 1, want = cfg.depth - 1;
+        size_t memory = want * step_bytes(&cfg, top, BATCH) + step_bytes(&cfg, top, BATCH) - 1;
+        glow_model_set_activation_memory(m, memory);
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
+        CHECK(s2.kept_steps == want, "%s: %d steps kept in %zu bytes, expected %d", cases[t].name,
+              s2.kept_steps, memory, want);
+        double scale = 0;
+        for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(g1[i]));
+        double tol = IS_DOUBLE ? 1e-10 : 1e-4;
+        CHECK(max_abs_diff(g1, glow_model_grads(m), n) <= tol * (1 + scale) &&
+              max_abs_diff(dx1, dx2, BATCH * d) <= tol, "%s: gradients differ from the rebuilt path's",
+              cases[t].name);
+        glow_model_set_store_activations(m, 1);
+        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
+        CHECK(s2.kept_steps == cfg.levels * cfg.depth, "%s: %d steps kept of %d", cases[t].name,
+              s2.kept_steps, cfg.levels * cfg.depth);
+        glow_model_free(m);
+        free(x), free(dx1), free(dx2), free(g1);
+    }
+}
+
 TEST(model_log_prob_matches_train_loss) {
     const model_case *t = &cases[0];
     glow_config cfg = model_case_config(t, 7);
@@ -312,6 +360,38 @@ TEST(model_rebuild_drift_falls_back_to_stored) {
     CHECK(s1.recomputed == 1 && s1.max_rebuild_error > 1e-4, "drift %g not detected", s1.max_rebuild_error);
     CHECK(max_abs_diff(g1, glow_model_grads(m), n) == 0 && max_abs_diff(dx1, dx2, BATCH * 16) == 0,
           "fallback gradients differ from the stored path's");
+    free(g1);
+    glow_model_free(m);
+}
+
+/* A kept step's input is exact: keeping the nearly singular step 0 (the first of a level
+ * to be kept) leaves nothing to drift, so the step is not redone. */
+TEST(model_kept_step_stops_drift) {
+    const model_case *t = &cases[0];
+    glow_config cfg = model_case_config(t, 7);
+    glow_real x[BATCH * 16], dx1[BATCH * 16], dx2[BATCH * 16];
+    int y[BATCH];
+    glow_model *m = make_model(t, x, y);
+    REQUIRE(m, "%s", glow_last_error());
+    int i = glow_model_find_tensor(m, "level0.step0.coupling.conv3.bias");
+    REQUIRE(i >= 0 && cfg.levels == 1 && cfg.depth > 1, "test case changed");
+    const glow_tensor_info *ti = glow_model_tensor(m, i);
+    for (size_t j = 1; j < ti->size; j += 2) glow_model_params(m)[ti->offset + j] = -40;
+    glow_step_stats s1, s2;
+    glow_model_set_activation_memory(m, step_bytes(&cfg, 0, BATCH));
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s1, dx1));
+    CHECK(s1.kept_steps == 1, "%d steps kept, expected 1", s1.kept_steps);
+    CHECK(s1.recomputed == 0 && s1.max_rebuild_error < 1e-5, "drift %g with step 0 kept",
+          s1.max_rebuild_error);
+    size_t n = glow_model_n_params(m);
+    glow_real *g1 = malloc(sizeof(glow_real) * n);
+    memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+    glow_model_set_store_activations(m, 1);
+    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s2, dx2));
+    double tol = IS_DOUBLE ? 1e-10 : 1e-4, scale = 0;
+    for (size_t j = 0; j < n; j++) scale = fmax(scale, fabs(g1[j]));
+    CHECK(max_abs_diff(g1, glow_model_grads(m), n) <= tol * (1 + scale) &&
+          max_abs_diff(dx1, dx2, BATCH * 16) <= tol, "gradients differ from the stored path's");
     free(g1);
     glow_model_free(m);
 }
