@@ -198,12 +198,20 @@ static size_t tile_backward_scratch(nn_shape s, int g) {
     return nn_param_count(s) + nn_backward_scratch(t);
 }
 
-/* The tiled passes need a group's scratch per thread; the initialisation runs the forward
- * pass on the whole batch (the actnorms' statistics are the batch's). */
+/* The three weights packed for the forward pass (see kernels.h), kept at the start of the
+ * scratch while the threads work through their groups. */
+static size_t packed_nn_size(nn_shape s) {
+    return conv3x3_packed_size(s.cin, s.width) + packed_size(s.width, s.width) +
+           conv3x3_packed_size(s.width, s.cout);
+}
+
+/* The tiled passes need the packed weights and a group's scratch per thread; the
+ * initialisation runs the forward pass on the whole batch (the actnorms' statistics are
+ * the batch's). */
 size_t coupling_nn_scratch(nn_shape s) {
     int g = tile_images(s);
     size_t forward = tile_scratch(s, g), backward = tile_backward_scratch(s, g);
-    size_t tiled = slots_of(s) * (forward > backward ? forward : backward);
+    size_t tiled = packed_nn_size(s) + slots_of(s) * (forward > backward ? forward : backward);
     return tiled > forward_conv_scratch(s) ? tiled : forward_conv_scratch(s);
 }
 
@@ -232,6 +240,26 @@ void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, co
     for (int j = 0; j < cout; j++) dlogs[j] += (real)(ACTNORM_SCALE * sums[j]);
     output_scale(dout, logs, rows, cout);
     conv3x3_backward(dx, dw, db, dout, x, w, batch, h, w_, cin, cout, scratch);
+}
+
+/* nn_forward on weights packed at `packed`, with each convolution's actnorm, ReLU or output
+ * scale fused into its GEMM. */
+static void nn_forward_packed(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
+                              const real *packed, real *scratch) {
+    size_t rows = (size_t)s.batch * s.h * s.w;
+    const real *p1 = packed, *p2 = p1 + conv3x3_packed_size(s.cin, s.width);
+    const real *p3 = p2 + packed_size(s.width, s.width);
+    real e1[s.width], e2[s.width], e3[s.cout];
+    for (int j = 0; j < s.width; j++) {
+        e1[j] = (real)exp(ACTNORM_SCALE * nn->an1_s[j]);
+        e2[j] = (real)exp(ACTNORM_SCALE * nn->an2_s[j]);
+    }
+    for (int j = 0; j < s.cout; j++) e3[j] = (real)exp(ACTNORM_SCALE * nn->logs3[j]);
+    conv3x3_forward_packed(a->r1, z1, p1, nn->an1_b, e1, 1, s.batch, s.h, s.w, s.cin, s.width,
+                           scratch);
+    packed_gemm(a->r2, s.width, a->r1, s.width, p2, rows, s.width, s.width, nn->an2_b, e2, 1);
+    conv3x3_forward_packed(a->h, a->r2, p3, nn->b3, e3, 0, s.batch, s.h, s.w, s.width, s.cout,
+                           scratch);
 }
 
 static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shape s,
@@ -268,6 +296,14 @@ void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1
                          real *scratch) {
     int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
     size_t own_size = tile_scratch(s, g), rows = (size_t)g * s.h * s.w;
+    real *packed = packed_available() ? scratch : NULL;
+    if (packed) {
+        conv3x3_pack(packed, nn->w1, s.cin, s.width);
+        real *p2 = packed + conv3x3_packed_size(s.cin, s.width);
+        pack_weights(p2, nn->w2, s.width, s.width);
+        conv3x3_pack(p2 + packed_size(s.width, s.width), nn->w3, s.width, s.cout);
+    }
+    scratch += packed_nn_size(s);
     #pragma omp parallel num_threads(slots)
     {
         real *own = scratch + own_size * omp_get_thread_num();
@@ -279,7 +315,8 @@ void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1
             coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
                                 a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
                                 a->h + r0 * s.cout};
-            nn_forward(&ta, (coupling_nn *)nn, z1 + r0 * s.cin, ts, own + 2 * rows * s.width, 0);
+            if (packed) nn_forward_packed(&ta, nn, z1 + r0 * s.cin, ts, packed, own + 2 * rows * s.width);
+            else nn_forward(&ta, (coupling_nn *)nn, z1 + r0 * s.cin, ts, own + 2 * rows * s.width, 0);
         }
     }
 }

@@ -211,6 +211,39 @@ void conv3x3_forward(real *out, const real *x, const real *w, const real *bias, 
     if (bias) add_bias(out, bias, rows, cout);
 }
 
+size_t conv3x3_packed_size(int cin, int cout) {
+    return output_side(cin, cout) ? packed_size(9 * cout, cin) : packed_size(cout, 9 * cin);
+}
+
+void conv3x3_pack(real *dst, const real *w, int cin, int cout) {
+    if (output_side(cin, cout)) pack_weights(dst, w, 9 * cout, cin);
+    else pack_weights(dst, w, cout, 9 * cin);
+}
+
+/* out = (out * scale) then ReLU, per channel: the output side's tap sums have the shift. */
+static void scale_rows(real *out, const real *scale, int relu, size_t rows, int c) {
+    #pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < rows; r++)
+        for (int j = 0; j < c; j++) {
+            real v = scale ? out[r * c + j] * scale[j] : out[r * c + j];
+            out[r * c + j] = relu && !(v > 0) ? 0 : v;
+        }
+}
+
+void conv3x3_forward_packed(real *out, const real *x, const real *packed, const real *shift,
+                            const real *scale, int relu, int batch, int h, int width, int cin,
+                            int cout, real *scratch) {
+    size_t rows = (size_t)batch * h * width;
+    if (output_side(cin, cout)) {
+        packed_gemm(scratch, 9 * cout, x, cin, packed, rows, 9 * cout, cin, NULL, NULL, 0);
+        tap_sum(out, scratch, shift, batch, h, width, cout);
+        if (scale || relu) scale_rows(out, scale, relu, rows, cout);
+        return;
+    }
+    im2col3x3(scratch, x, batch, h, width, cin);
+    packed_gemm(out, cout, scratch, 9 * cin, packed, rows, cout, 9 * cin, shift, scale, relu);
+}
+
 void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
                       const real *w, int batch, int h, int width, int cin, int cout,
                       real *scratch) {

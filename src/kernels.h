@@ -39,6 +39,28 @@ void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int c
 void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
                       size_t rows, int cin, int cout);
 
+/* ---- the coupling network's forward convolutions on packed weights (packed_gemm.c) ----
+ * Where packed_available() (the float build on an AVX-512 CPU, GLOW_NO_PACKED unset), the
+ * weights are packed once per pass, and each output is followed in the same store by
+ * out = (conv + shift) * scale per channel when shift and scale are not NULL, then ReLU
+ * when relu is set: the network's actnorms and its output convolution's bias and scale.
+ * The GEMMs run on the calling thread. */
+int packed_available(void);
+/* Turn the packed path on (where supported) or off; returns whether it was on. For tests. */
+int packed_use(int on);
+/* reals that W (n, k) takes packed */
+size_t packed_size(int n, int k);
+void pack_weights(real *dst, const real *w, int n, int k);
+/* out (rows, n; row stride ldo) = a (rows, k; stride lda) @ W^T, then the affine map. */
+void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
+                 int n, int k, const real *shift, const real *scale, int relu);
+/* A 3x3 convolution's weights packed for its side (see kernels.c), and its forward pass. */
+size_t conv3x3_packed_size(int cin, int cout);
+void conv3x3_pack(real *dst, const real *w, int cin, int cout);
+void conv3x3_forward_packed(real *out, const real *x, const real *packed, const real *shift,
+                            const real *scale, int relu, int batch, int h, int width, int cin,
+                            int cout, real *scratch);
+
 /* sums[c] = sum over rows of a[r,c] (* b[r,c] if b is not NULL), in double. The sum is
  * split into a fixed number of chunks added in order, so it does not depend on threads. */
 void channel_sums(double *sums, const real *a, const real *b, size_t rows, int c);
