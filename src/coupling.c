@@ -230,16 +230,42 @@ void zeroconv_forward(real *out, const real *x, const real *w, const real *b, co
     output_scale(out, logs, (size_t)batch * h * w_, cout);
 }
 
-/* out = c e with c = conv + b and e = exp(3 logs): dlogs = 3 sum(dout out), dc = dout e. */
-void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, const real *out,
-                       const real *x, const real *w, const real *logs, int batch, int h, int w_,
-                       int cin, int cout, real *scratch) {
+/* out = c e with c = conv + b and e = exp(3 logs): dlogs = 3 sum(dout out), dc = dout e.
+ * dx from the weights packed for the backward pass when packed is not NULL. */
+static void zeroconv_backward_with(real *dx, real *dw, real *db, real *dlogs, real *dout,
+                                   const real *out, const real *x, const real *w,
+                                   const real *packed, const real *logs, int batch, int h,
+                                   int w_, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * w_;
     double sums[cout];
     channel_sums(sums, dout, out, rows, cout);
     for (int j = 0; j < cout; j++) dlogs[j] += (real)(ACTNORM_SCALE * sums[j]);
     output_scale(dout, logs, rows, cout);
-    conv3x3_backward(dx, dw, db, dout, x, w, batch, h, w_, cin, cout, scratch);
+    if (packed) conv3x3_backward_packed(dx, dw, db, dout, x, packed, batch, h, w_, cin, cout, scratch);
+    else conv3x3_backward(dx, dw, db, dout, x, w, batch, h, w_, cin, cout, scratch);
+}
+
+void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, const real *out,
+                       const real *x, const real *w, const real *logs, int batch, int h, int w_,
+                       int cin, int cout, real *scratch) {
+    zeroconv_backward_with(dx, dw, db, dlogs, dout, out, x, w, NULL, logs, batch, h, w_, cin,
+                           cout, scratch);
+}
+
+/* Where the three weights are packed from `packed` on (see packed_nn_size). */
+static void packed_parts(const real *packed, nn_shape s, const real *p[3]) {
+    p[0] = packed;
+    p[1] = p[0] + conv3x3_packed_size(s.cin, s.width);
+    p[2] = p[1] + packed_size(s.width, s.width);
+}
+
+/* Pack the network's weights at `packed`, for the forward or the backward pass. */
+static void pack_nn(real *packed, const coupling_nn *nn, nn_shape s, int for_backward) {
+    const real *p[3];
+    packed_parts(packed, s, p);
+    conv3x3_pack((real *)p[0], nn->w1, s.cin, s.width, for_backward);
+    pack_weights((real *)p[1], nn->w2, s.width, s.width, for_backward);
+    conv3x3_pack((real *)p[2], nn->w3, s.width, s.cout, for_backward);
 }
 
 /* nn_forward on weights packed at `packed`, with each convolution's actnorm, ReLU or output
@@ -247,18 +273,19 @@ void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, co
 static void nn_forward_packed(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                               const real *packed, real *scratch) {
     size_t rows = (size_t)s.batch * s.h * s.w;
-    const real *p1 = packed, *p2 = p1 + conv3x3_packed_size(s.cin, s.width);
-    const real *p3 = p2 + packed_size(s.width, s.width);
+    const real *p[3];
+    packed_parts(packed, s, p);
     real e1[s.width], e2[s.width], e3[s.cout];
     for (int j = 0; j < s.width; j++) {
         e1[j] = (real)exp(ACTNORM_SCALE * nn->an1_s[j]);
         e2[j] = (real)exp(ACTNORM_SCALE * nn->an2_s[j]);
     }
     for (int j = 0; j < s.cout; j++) e3[j] = (real)exp(ACTNORM_SCALE * nn->logs3[j]);
-    conv3x3_forward_packed(a->r1, z1, p1, nn->an1_b, e1, 1, s.batch, s.h, s.w, s.cin, s.width,
-                           scratch);
-    packed_gemm(a->r2, s.width, a->r1, s.width, p2, rows, s.width, s.width, nn->an2_b, e2, 1);
-    conv3x3_forward_packed(a->h, a->r2, p3, nn->b3, e3, 0, s.batch, s.h, s.w, s.width, s.cout,
+    conv3x3_forward_packed(a->r1, z1, p[0], nn->an1_b, e1, PACKED_RELU, s.batch, s.h, s.w, s.cin,
+                           s.width, scratch);
+    packed_gemm(a->r2, s.width, a->r1, s.width, p[1], rows, s.width, s.width, nn->an2_b, e2,
+                PACKED_RELU);
+    conv3x3_forward_packed(a->h, a->r2, p[2], nn->b3, e3, 0, s.batch, s.h, s.w, s.width, s.cout,
                            scratch);
 }
 
@@ -297,12 +324,7 @@ void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1
     int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
     size_t own_size = tile_scratch(s, g), rows = (size_t)g * s.h * s.w;
     real *packed = packed_available() ? scratch : NULL;
-    if (packed) {
-        conv3x3_pack(packed, nn->w1, s.cin, s.width);
-        real *p2 = packed + conv3x3_packed_size(s.cin, s.width);
-        pack_weights(p2, nn->w2, s.width, s.width);
-        conv3x3_pack(p2 + packed_size(s.width, s.width), nn->w3, s.width, s.cout);
-    }
+    if (packed) pack_nn(packed, nn, s, 0);
     scratch += packed_nn_size(s);
     #pragma omp parallel num_threads(slots)
     {
@@ -358,24 +380,33 @@ static void relu_actnorm_backward(real *dr, real *db, real *ds, const real *r, c
     }
 }
 
-/* The backward pass of one image group; dnn accumulates. */
+/* The backward pass of one image group; dnn accumulates. The input gradients come from
+ * the weights packed for the backward pass at `packed` when it is not NULL. */
 static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
-                        const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
+                        const coupling_nn *nn, const real *z1, nn_shape s, const real *packed,
+                        real *scratch) {
     size_t rows = (size_t)s.batch * s.h * s.w;
+    const real *p[3] = {NULL, NULL, NULL};
+    if (packed) packed_parts(packed, s, p);
     /* dr2 and dr1 share a buffer laid after the scratch the 3x3 convolutions need. */
     real *dr = scratch + conv_scratch(s);
     memset(dr, 0, sizeof(real) * rows * s.width);
-    zeroconv_backward(dr, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, nn->logs3,
-                      s.batch, s.h, s.w, s.width, s.cout, scratch);
+    zeroconv_backward_with(dr, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, p[2],
+                           nn->logs3, s.batch, s.h, s.w, s.width, s.cout, scratch);
     relu_actnorm_backward(dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
     /* d r1 = d conv2-output @ w2; it cannot overwrite dr in place, so use the scratch. */
     real *dr1 = scratch;
     memset(dr1, 0, sizeof(real) * rows * s.width);
-    conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
+    if (packed) conv1x1_backward_packed(dr1, dnn->w2, dr, a->r1, p[1], rows, s.width, s.width);
+    else conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
     memcpy(dr, dr1, sizeof(real) * rows * s.width);
     relu_actnorm_backward(dr, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
-    conv3x3_backward(dz1, dnn->w1, NULL, dr, z1, nn->w1, s.batch, s.h, s.w, s.cin, s.width,
-                     scratch);
+    if (packed)
+        conv3x3_backward_packed(dz1, dnn->w1, NULL, dr, z1, p[0], s.batch, s.h, s.w, s.cin,
+                                s.width, scratch);
+    else
+        conv3x3_backward(dz1, dnn->w1, NULL, dr, z1, nn->w1, s.batch, s.h, s.w, s.cin, s.width,
+                         scratch);
 }
 
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
@@ -384,6 +415,9 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
     size_t own_size = tile_backward_scratch(s, g);
     size_t n_params = nn_param_count(s);
     int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
+    real *packed = packed_available() ? scratch : NULL;
+    if (packed) pack_nn(packed, nn, s, 1);
+    scratch += packed_nn_size(s);
     #pragma omp parallel num_threads(slots)
     {
         #pragma omp single
@@ -398,7 +432,7 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
             nn_shape ts = group_at(s, b0, end, g, &r0);
             coupling_acts ta = {a->r1 + r0 * s.width, a->r2 + r0 * s.width, a->h + r0 * s.cout};
             nn_backward(dz1 + r0 * s.cin, &mine, dh + r0 * s.cout, &ta, nn, z1 + r0 * s.cin, ts,
-                        own + n_params);
+                        packed, own + n_params);
         }
     }
     size_t n[9];

@@ -211,13 +211,26 @@ void conv3x3_forward(real *out, const real *x, const real *w, const real *bias, 
     if (bias) add_bias(out, bias, rows, cout);
 }
 
-size_t conv3x3_packed_size(int cin, int cout) {
-    return output_side(cin, cout) ? packed_size(9 * cout, cin) : packed_size(cout, 9 * cin);
+/* The packed GEMM's (n, k): forward, W as (9*cout, cin) on the output side and (cout, 9*cin)
+ * on the input side; backward, the transposes, dx = g W on the output side and
+ * d col = dout W on the input side. */
+static void packed_shape(int cin, int cout, int for_backward, int *n, int *k) {
+    int n_fwd = output_side(cin, cout) ? 9 * cout : cout, k_fwd = output_side(cin, cout) ? cin : 9 * cin;
+    *n = for_backward ? k_fwd : n_fwd;
+    *k = for_backward ? n_fwd : k_fwd;
 }
 
-void conv3x3_pack(real *dst, const real *w, int cin, int cout) {
-    if (output_side(cin, cout)) pack_weights(dst, w, 9 * cout, cin);
-    else pack_weights(dst, w, cout, 9 * cin);
+size_t conv3x3_packed_size(int cin, int cout) {
+    int n, k;
+    packed_shape(cin, cout, 0, &n, &k);
+    size_t fwd = packed_size(n, k), bwd = packed_size(k, n);
+    return fwd > bwd ? fwd : bwd;
+}
+
+void conv3x3_pack(real *dst, const real *w, int cin, int cout, int for_backward) {
+    int n, k;
+    packed_shape(cin, cout, for_backward, &n, &k);
+    pack_weights(dst, w, n, k, for_backward);
 }
 
 /* out = (out * scale) then ReLU, per channel: the output side's tap sums have the shift. */
@@ -231,9 +244,10 @@ static void scale_rows(real *out, const real *scale, int relu, size_t rows, int 
 }
 
 void conv3x3_forward_packed(real *out, const real *x, const real *packed, const real *shift,
-                            const real *scale, int relu, int batch, int h, int width, int cin,
+                            const real *scale, int flags, int batch, int h, int width, int cin,
                             int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
+    int relu = flags & PACKED_RELU;
     if (output_side(cin, cout)) {
         packed_gemm(scratch, 9 * cout, x, cin, packed, rows, 9 * cout, cin, NULL, NULL, 0);
         tap_sum(out, scratch, shift, batch, h, width, cout);
@@ -244,9 +258,17 @@ void conv3x3_forward_packed(real *out, const real *x, const real *packed, const 
     packed_gemm(out, cout, scratch, 9 * cin, packed, rows, cout, 9 * cin, shift, scale, relu);
 }
 
-void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
-                      const real *w, int batch, int h, int width, int cin, int cout,
-                      real *scratch) {
+/* dx (rows, n) (+)= a (rows, k) @ w (k, n): through BLAS, or on w packed for the backward
+ * pass when packed is not NULL. */
+static void gemm_dx(real *dx, const real *a, const real *w, const real *packed, size_t rows,
+                    int n, int k, int add) {
+    if (packed) packed_gemm(dx, n, a, k, packed, rows, n, k, NULL, NULL, add ? PACKED_ADD : 0);
+    else gemm(0, 0, (int)rows, n, k, 1, a, k, w, n, add ? 1 : 0, dx, n);
+}
+
+static void conv3x3_backward_with(real *dx, real *dw, real *dbias, const real *dout,
+                                  const real *x, const real *w, const real *packed, int batch,
+                                  int h, int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     if (dbias) {
         double sums[cout];
@@ -257,15 +279,28 @@ void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const r
         /* dW[co*9 + tap, ci] = sum_p g[p, co*9 + tap] x[p, ci]; dx = g W. */
         tap_spread(scratch, dout, batch, h, width, cout);
         gemm(1, 0, 9 * cout, cin, (int)rows, 1, scratch, 9 * cout, x, cin, 1, dw, cin);
-        if (dx) gemm(0, 0, (int)rows, cin, 9 * cout, 1, scratch, 9 * cout, w, cin, 1, dx, cin);
+        if (dx) gemm_dx(dx, scratch, w, packed, rows, cin, 9 * cout, 1);
         return;
     }
     im2col3x3(scratch, x, batch, h, width, cin);
     gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
     if (dx) {
-        gemm(0, 0, (int)rows, 9 * cin, cout, 1, dout, cout, w, 9 * cin, 0, scratch, 9 * cin);
+        gemm_dx(scratch, dout, w, packed, rows, 9 * cin, cout, 0);
         col2im3x3_add(dx, scratch, batch, h, width, cin);
     }
+}
+
+void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
+                      const real *w, int batch, int h, int width, int cin, int cout,
+                      real *scratch) {
+    conv3x3_backward_with(dx, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout, scratch);
+}
+
+void conv3x3_backward_packed(real *dx, real *dw, real *dbias, const real *dout, const real *x,
+                             const real *packed, int batch, int h, int width, int cin, int cout,
+                             real *scratch) {
+    conv3x3_backward_with(dx, dw, dbias, dout, x, NULL, packed, batch, h, width, cin, cout,
+                          scratch);
 }
 
 void conv3x3_forward_ref(real *out, const real *x, const real *w, const real *bias, int batch,
@@ -316,7 +351,13 @@ void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int c
 void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
                       size_t rows, int cin, int cout) {
     gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
-    if (dx) gemm(0, 0, (int)rows, cin, cout, 1, dout, cout, w, cin, 1, dx, cin);
+    if (dx) gemm_dx(dx, dout, w, NULL, rows, cin, cout, 1);
+}
+
+void conv1x1_backward_packed(real *dx, real *dw, const real *dout, const real *x,
+                             const real *packed, size_t rows, int cin, int cout) {
+    gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
+    if (dx) gemm_dx(dx, dout, NULL, packed, rows, cin, cout, 1);
 }
 
 #define SUM_CHUNKS 64

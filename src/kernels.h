@@ -39,27 +39,37 @@ void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int c
 void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
                       size_t rows, int cin, int cout);
 
-/* ---- the coupling network's forward convolutions on packed weights (packed_gemm.c) ----
+/* ---- the coupling network's convolutions on packed weights (packed_gemm.c) -------------
  * Where packed_available() (the float build on an AVX-512 CPU, GLOW_NO_PACKED unset), the
- * weights are packed once per pass, and each output is followed in the same store by
- * out = (conv + shift) * scale per channel when shift and scale are not NULL, then ReLU
- * when relu is set: the network's actnorms and its output convolution's bias and scale.
- * The GEMMs run on the calling thread. */
+ * weights are packed once per pass, and in the forward pass each output is followed in the
+ * same store by out = (conv + shift) * scale per channel when shift and scale are not
+ * NULL, then ReLU with PACKED_RELU: the network's actnorms and its output convolution's
+ * bias and scale. The backward pass computes its input gradients on packed transposed
+ * weights. The GEMMs run on the calling thread. */
+enum { PACKED_RELU = 1, PACKED_ADD = 2 /* out += instead of out = */ };
 int packed_available(void);
 /* Turn the packed path on (where supported) or off; returns whether it was on. For tests. */
 int packed_use(int on);
 /* reals that W (n, k) takes packed */
 size_t packed_size(int n, int k);
-void pack_weights(real *dst, const real *w, int n, int k);
+/* W for out = a W^T, from W (n, k) row-major, or from (k, n) row-major when transposed. */
+void pack_weights(real *dst, const real *w, int n, int k, int transposed);
 /* out (rows, n; row stride ldo) = a (rows, k; stride lda) @ W^T, then the affine map. */
 void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
-                 int n, int k, const real *shift, const real *scale, int relu);
-/* A 3x3 convolution's weights packed for its side (see kernels.c), and its forward pass. */
+                 int n, int k, const real *shift, const real *scale, int flags);
+/* A 3x3 convolution's weights packed for its side (see kernels.c): for the forward pass,
+ * and transposed for the backward pass's dx. */
 size_t conv3x3_packed_size(int cin, int cout);
-void conv3x3_pack(real *dst, const real *w, int cin, int cout);
+void conv3x3_pack(real *dst, const real *w, int cin, int cout, int for_backward);
 void conv3x3_forward_packed(real *out, const real *x, const real *packed, const real *shift,
-                            const real *scale, int relu, int batch, int h, int width, int cin,
+                            const real *scale, int flags, int batch, int h, int width, int cin,
                             int cout, real *scratch);
+/* conv3x3_backward and conv1x1_backward with dx from weights packed for the backward pass. */
+void conv3x3_backward_packed(real *dx, real *dw, real *dbias, const real *dout, const real *x,
+                             const real *packed, int batch, int h, int width, int cin, int cout,
+                             real *scratch);
+void conv1x1_backward_packed(real *dx, real *dw, const real *dout, const real *x,
+                             const real *packed, size_t rows, int cin, int cout);
 
 /* sums[c] = sum over rows of a[r,c] (* b[r,c] if b is not NULL), in double. The sum is
  * split into a fixed number of chunks added in order, so it does not depend on threads. */

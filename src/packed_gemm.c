@@ -26,13 +26,14 @@ static float *panels(real *dst) {
     return (float *)(((uintptr_t)dst + 63) & ~(uintptr_t)63);
 }
 
-void pack_weights(real *dst, const real *w, int n, int k) {
+void pack_weights(real *dst, const real *w, int n, int k, int transposed) {
     if (sizeof(real) != sizeof(float)) return;
     float *p = panels(dst);
+    size_t along_n = transposed ? 1 : k, along_k = transposed ? n : 1;
     for (int n0 = 0; n0 < n; n0 += PANEL, p += (size_t)PANEL * k)
         for (int kk = 0; kk < k; kk++)
             for (int j = 0; j < PANEL; j++)
-                p[(size_t)kk * PANEL + j] = n0 + j < n ? (float)w[(size_t)(n0 + j) * k + kk] : 0.0f;
+                p[(size_t)kk * PANEL + j] = n0 + j < n ? (float)w[(n0 + j) * along_n + kk * along_k] : 0.0f;
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -60,10 +61,13 @@ int packed_use(int on) {
  * below. last masks the columns of the last vector that exist. */
 static inline __attribute__((always_inline, target("avx512f"))) void
 tile(const int mr, const int nv, const float *a, size_t lda, const float *w, int k, float *out,
-     size_t ldo, const float *shift, const float *scale, int relu, __mmask16 last) {
+     size_t ldo, const float *shift, const float *scale, int flags, __mmask16 last) {
     __m512 acc[TILE_M][4];
     for (int i = 0; i < mr; i++)
-        for (int j = 0; j < nv; j++) acc[i][j] = _mm512_setzero_ps();
+        for (int j = 0; j < nv; j++)
+            acc[i][j] = flags & PACKED_ADD
+                            ? _mm512_maskz_loadu_ps(j == nv - 1 ? last : (__mmask16)0xFFFF, out + i * ldo + 16 * j)
+                            : _mm512_setzero_ps();
     #pragma GCC unroll 4
     for (int kk = 0; kk < k; kk++) {
         __m512 wv[4];
@@ -80,19 +84,19 @@ tile(const int mr, const int nv, const float *a, size_t lda, const float *w, int
         for (int i = 0; i < mr; i++) {
             __m512 v = acc[i][j];
             if (shift) v = _mm512_mul_ps(_mm512_add_ps(v, sh), sc);
-            if (relu) v = _mm512_max_ps(v, zero); /* as v > 0 ? v : 0, NaN included */
+            if (flags & PACKED_RELU) v = _mm512_max_ps(v, zero); /* as v > 0 ? v : 0, NaN too */
             _mm512_mask_storeu_ps(out + i * ldo + 16 * j, m, v);
         }
     }
 }
 
 typedef void tile_fn(const float *a, size_t lda, const float *w, int k, float *out, size_t ldo,
-                     const float *shift, const float *scale, int relu, __mmask16 last);
+                     const float *shift, const float *scale, int flags, __mmask16 last);
 #define TILE_FN(MR, NV)                                                                        \
     static __attribute__((noinline, target("avx512f"))) void tile_##MR##_##NV(                \
         const float *a, size_t lda, const float *w, int k, float *out, size_t ldo,             \
-        const float *shift, const float *scale, int relu, __mmask16 last) {                    \
-        tile(MR, NV, a, lda, w, k, out, ldo, shift, scale, relu, last);                        \
+        const float *shift, const float *scale, int flags, __mmask16 last) {                   \
+        tile(MR, NV, a, lda, w, k, out, ldo, shift, scale, flags, last);                       \
     }
 #define TILE_ROWS(X, NV) X(1, NV) X(2, NV) X(3, NV) X(4, NV) X(5, NV) X(6, NV)
 #define ALL_TILES(X) TILE_ROWS(X, 1) TILE_ROWS(X, 2) TILE_ROWS(X, 3) TILE_ROWS(X, 4)
@@ -101,7 +105,7 @@ ALL_TILES(TILE_FN)
 static tile_fn *const tiles[TILE_M + 1][5] = {ALL_TILES(TILE_ENTRY)};
 
 void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
-                 int n, int k, const real *shift, const real *scale, int relu) {
+                 int n, int k, const real *shift, const real *scale, int flags) {
     const float *p = panels((real *)packed);
     for (int n0 = 0; n0 < n; n0 += PANEL, p += (size_t)PANEL * k) {
         int cols = n - n0 < PANEL ? n - n0 : PANEL, nv = (cols + 15) / 16;
@@ -110,7 +114,7 @@ void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed,
             int mr = rows - m < TILE_M ? (int)(rows - m) : TILE_M;
             tiles[mr][nv]((const float *)a + m * lda, lda, p, k, (float *)out + m * ldo + n0, ldo,
                           shift ? (const float *)shift + n0 : NULL,
-                          scale ? (const float *)scale + n0 : NULL, relu, last);
+                          scale ? (const float *)scale + n0 : NULL, flags, last);
         }
     }
 }
@@ -118,5 +122,5 @@ void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed,
 int packed_available(void) { return 0; }
 int packed_use(int on) { return 0; }
 void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
-                 int n, int k, const real *shift, const real *scale, int relu) {}
+                 int n, int k, const real *shift, const real *scale, int flags) {}
 #endif

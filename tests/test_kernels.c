@@ -124,6 +124,18 @@ TEST(kernel_conv3x3_backward) {
         memset(dw, 0, sizeof(real) * nw);
         conv3x3_backward(NULL, dw, NULL, dout, x, w, s.batch, s.h, s.w, s.cin, s.cout, scratch);
         check_close(SHAPE_MSG("dw without dx, dbias"), dw, dw0, nw, REL_TOL);
+        /* dx from the weights packed for the backward pass, also added to what is there. */
+        if (packed_available()) {
+            real *packed = malloc(sizeof(real) * conv3x3_packed_size(s.cin, s.cout));
+            conv3x3_pack(packed, w, s.cin, s.cout, 1);
+            fill(dx, nx, 60 + t), fill(dw, nw, 61 + t), fill(db, s.cout, 62 + t);
+            conv3x3_backward_packed(dx, dw, db, dout, x, packed, s.batch, s.h, s.w, s.cin, s.cout,
+                                    scratch);
+            check_close(SHAPE_MSG("packed: dx"), dx, dx_ref, nx, REL_TOL);
+            check_close(SHAPE_MSG("packed: dw"), dw, dw_ref, nw, REL_TOL);
+            check_close(SHAPE_MSG("packed: dbias"), db, db_ref, s.cout, REL_TOL);
+            free(packed);
+        }
 #undef SHAPE_MSG
         free(x), free(w), free(dout), free(scratch), free(dx), free(dw), free(db);
         free(dx_ref), free(dw_ref), free(db_ref), free(dx0), free(dw0), free(db0);
@@ -231,6 +243,17 @@ TEST(kernel_conv1x1) {
         conv1x1_backward(NULL, dw, dout, x, w, rows, cin, cout);
         snprintf(what, sizeof what, "%zu x %d -> %d: dw without dx", rows, cin, cout);
         check_close(what, dw, dw_ref, (size_t)cout * cin, REL_TOL);
+        if (packed_available()) { /* dx from the weights packed for the backward pass */
+            real *packed = malloc(sizeof(real) * packed_size(cin, cout));
+            pack_weights(packed, w, cin, cout, 1);
+            fill(dx, rows * cin, 74 + t), fill(dw, (size_t)cout * cin, 75 + t);
+            conv1x1_backward_packed(dx, dw, dout, x, packed, rows, cin, cout);
+            snprintf(what, sizeof what, "%zu x %d -> %d: packed dx", rows, cin, cout);
+            check_close(what, dx, dx_ref, rows * cin, REL_TOL);
+            snprintf(what, sizeof what, "%zu x %d -> %d: packed dw", rows, cin, cout);
+            check_close(what, dw, dw_ref, (size_t)cout * cin, REL_TOL);
+            free(packed);
+        }
         free(x), free(w), free(dout), free(out), free(ref), free(dx), free(dw), free(dx_ref), free(dw_ref);
     }
 }
@@ -336,47 +359,52 @@ TEST(kernel_copy_columns) {
 }
 
 /* The packed GEMM (float build on AVX-512; nothing to test elsewhere) against naive loops,
- * with its fused shift, scale and ReLU: row counts around the 6-row tile, column counts
+ * with weights packed from W or from its transpose, plain, with the fused shift and scale
+ * (and ReLU), or adding to the output: row counts around the 6-row tile, column counts
  * around the 16-column vector and the 64-column panel, row strides wider than the matrix,
  * and nothing written past n. */
 TEST(kernel_packed_gemm) {
     if (!packed_available()) return;
     static const int sizes[][3] = {{1, 1, 1}, {5, 15, 3}, {6, 16, 18}, {7, 17, 128},
                                    {13, 63, 9}, {12, 64, 5}, {25, 65, 36}, {31, 130, 70}};
+    static const char *modes[] = {"plain", "affine", "affine + ReLU", "adding"};
     const real sentinel = (real)12345;
     for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
-        for (int mode = 0; mode < 3; mode++) { /* plain, affine, affine + ReLU */
-            int m = sizes[t][0], n = sizes[t][1], k = sizes[t][2], lda = k + 3, ldo = n + 2;
-            real *a = new_filled((size_t)m * lda, 200 + t), *w = new_filled((size_t)n * k, 210 + t);
-            real *shift = new_filled(n, 220 + t), *scale = new_filled(n, 230 + t);
-            real *out = new_filled((size_t)m * ldo, 240 + t), *ref = malloc(sizeof(real) * m * ldo);
-            real *packed = malloc(sizeof(real) * packed_size(n, k));
-            for (int i = 0; i < m; i++)
-                for (int j = 0; j < ldo; j++) {
-                    double acc = 0;
-                    for (int p = 0; p < k && j < n; p++) acc += (double)a[i * lda + p] * w[j * k + p];
-                    real v = (real)acc;
-                    if (mode > 0) v = (v + shift[j]) * scale[j];
-                    if (mode > 1) v = v > 0 ? v : 0;
-                    ref[i * ldo + j] = j < n ? v : sentinel;
-                    if (j >= n) out[i * ldo + j] = sentinel;
+        for (int mode = 0; mode < 4; mode++)
+            for (int transposed = 0; transposed < 2; transposed++) {
+                int m = sizes[t][0], n = sizes[t][1], k = sizes[t][2], lda = k + 3, ldo = n + 2;
+                real *a = new_filled((size_t)m * lda, 200 + t), *w = new_filled((size_t)n * k, 210 + t);
+                real *shift = new_filled(n, 220 + t), *scale = new_filled(n, 230 + t);
+                real *out = new_filled((size_t)m * ldo, 240 + t), *ref = malloc(sizeof(real) * m * ldo);
+                real *packed = malloc(sizeof(real) * packed_size(n, k));
+                for (int i = 0; i < m; i++)
+                    for (int j = 0; j < ldo; j++) {
+                        double acc = mode == 3 && j < n ? out[i * ldo + j] : 0;
+                        for (int p = 0; p < k && j < n; p++)
+                            acc += (double)a[i * lda + p] * (transposed ? w[p * n + j] : w[j * k + p]);
+                        real v = (real)acc;
+                        if (mode == 1 || mode == 2) v = (v + shift[j]) * scale[j];
+                        if (mode == 2) v = v > 0 ? v : 0;
+                        ref[i * ldo + j] = j < n ? v : sentinel;
+                        if (j >= n) out[i * ldo + j] = sentinel;
+                    }
+                pack_weights(packed, w, n, k, transposed);
+                int affine = mode == 1 || mode == 2;
+                packed_gemm(out, ldo, a, lda, packed, m, n, k, affine ? shift : NULL,
+                            affine ? scale : NULL, mode == 2 ? PACKED_RELU : mode == 3 ? PACKED_ADD : 0);
+                char what[96];
+                snprintf(what, sizeof what, "packed gemm %dx%dx%d, %s%s", m, n, k, modes[mode],
+                         transposed ? ", transposed" : "");
+                int pad_ok = 1;
+                for (int i = 0; i < m; i++) { /* compact the rows: the sentinel sets no scale */
+                    for (int j = n; j < ldo; j++) pad_ok &= out[i * ldo + j] == sentinel;
+                    memmove(out + i * n, out + i * ldo, sizeof(real) * n);
+                    memmove(ref + i * n, ref + i * ldo, sizeof(real) * n);
                 }
-            pack_weights(packed, w, n, k);
-            packed_gemm(out, ldo, a, lda, packed, m, n, k, mode ? shift : NULL, mode ? scale : NULL,
-                        mode > 1);
-            char what[80];
-            snprintf(what, sizeof what, "packed gemm %dx%dx%d, %s", m, n, k,
-                     (const char *[]){"plain", "affine", "affine + ReLU"}[mode]);
-            int pad_ok = 1;
-            for (int i = 0; i < m; i++) { /* compact the rows: the sentinel sets no scale */
-                for (int j = n; j < ldo; j++) pad_ok &= out[i * ldo + j] == sentinel;
-                memmove(out + i * n, out + i * ldo, sizeof(real) * n);
-                memmove(ref + i * n, ref + i * ldo, sizeof(real) * n);
+                check_close(what, out, ref, (size_t)m * n, REL_TOL);
+                CHECK(pad_ok, "%s: wrote past n into the padding", what);
+                free(a), free(w), free(shift), free(scale), free(out), free(ref), free(packed);
             }
-            check_close(what, out, ref, (size_t)m * n, REL_TOL);
-            CHECK(pad_ok, "%s: wrote past n into the padding", what);
-            free(a), free(w), free(shift), free(scale), free(out), free(ref), free(packed);
-        }
 }
 
 /* The packed 3x3 convolution on both of its sides against the reference convolution
@@ -391,15 +419,15 @@ TEST(kernel_conv3x3_forward_packed) {
         real *out = new_filled(rows * s.cout, 40 + t), *ref = malloc(sizeof(real) * rows * s.cout);
         real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin, s.cout));
         real *packed = malloc(sizeof(real) * conv3x3_packed_size(s.cin, s.cout));
-        conv3x3_pack(packed, w, s.cin, s.cout);
+        conv3x3_pack(packed, w, s.cin, s.cout, 0);
         for (int relu = 0; relu < 2; relu++) {
             conv3x3_forward_ref(ref, x, w, NULL, s.batch, s.h, s.w, s.cin, s.cout);
             for (size_t i = 0; i < rows * s.cout; i++) {
                 real v = (ref[i] + shift[i % s.cout]) * scale[i % s.cout];
                 ref[i] = relu && !(v > 0) ? 0 : v;
             }
-            conv3x3_forward_packed(out, x, packed, shift, scale, relu, s.batch, s.h, s.w, s.cin,
-                                   s.cout, scratch);
+            conv3x3_forward_packed(out, x, packed, shift, scale, relu ? PACKED_RELU : 0, s.batch,
+                                   s.h, s.w, s.cin, s.cout, scratch);
             char what[96];
             snprintf(what, sizeof what, "packed %dx%dx%dx%d -> %d%s", s.batch, s.h, s.w, s.cin,
                      s.cout, relu ? ", ReLU" : "");

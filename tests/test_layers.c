@@ -749,8 +749,9 @@ TEST(layer_coupling_nn_groups) {
     pool_free(&p);
 }
 
-/* The forward pass on packed weights (the float build on AVX-512) gives the plain path's
- * activations: both sides of each 3x3 convolution, widths past one 64-channel panel. */
+/* The passes on packed weights (the float build on AVX-512) give the plain path's
+ * activations and gradients: both sides of each 3x3 convolution, widths past one
+ * 64-channel panel. */
 TEST(layer_coupling_nn_packed) {
     if (!packed_available()) return;
     static const nn_shape shapes[] = {{7, 5, 5, 3, 80, 6, 2}, {3, 4, 4, 8, 4, 16, 1}};
@@ -764,17 +765,32 @@ TEST(layer_coupling_nn_packed) {
                              pool_reals(&p, rows * s.cout)},
                       want = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
                               pool_reals(&p, rows * s.cout)};
-        coupling_nn_forward(&got, &nn, z1, s, scratch);
-        packed_use(0);
-        coupling_nn_forward(&want, &nn, z1, s, scratch);
+        size_t n_params = 0, sz[9];
+        nn_sizes(sz, s);
+        for (int i = 0; i < 9; i++) n_params += sz[i];
+        real *dh = filled(&p, rows * s.cout, 97 + t, -1, 1), *dh_work = pool_reals(&p, rows * s.cout);
+        real *grads[2], *dz1[2];
+        for (int plain = 0; plain < 2; plain++) {
+            packed_use(!plain);
+            coupling_acts *acts = plain ? &want : &got;
+            coupling_nn_forward(acts, &nn, z1, s, scratch);
+            grads[plain] = pool_reals(&p, n_params), dz1[plain] = pool_reals(&p, rows * s.cin);
+            memset(grads[plain], 0, sizeof(real) * n_params);
+            memset(dz1[plain], 0, sizeof(real) * rows * s.cin);
+            coupling_nn dnn = nn_at_block(grads[plain], sz);
+            memcpy(dh_work, dh, sizeof(real) * rows * s.cout);
+            coupling_nn_backward(dz1[plain], &dnn, dh_work, acts, &nn, z1, s, scratch);
+        }
         packed_use(1);
-        real **g = &got.r1, **w = &want.r1;
-        size_t n[3] = {rows * s.width, rows * s.width, rows * s.cout};
-        for (int i = 0; i < 3; i++) {
+        const real *g[5] = {got.r1, got.r2, got.h, dz1[0], grads[0]};
+        const real *w[5] = {want.r1, want.r2, want.h, dz1[1], grads[1]};
+        size_t n[5] = {rows * s.width, rows * s.width, rows * s.cout, rows * s.cin, n_params};
+        for (int i = 0; i < 5; i++) {
             double scale = 0;
             for (size_t j = 0; j < n[i]; j++) scale = fmax(scale, fabs(w[i][j]));
             CHECK(max_abs_diff(g[i], w[i], n[i]) <= 1e-5 * scale, "shape %d: %s differs by %g (scale %g)",
-                  t, (const char *[]){"r1", "r2", "h"}[i], max_abs_diff(g[i], w[i], n[i]), scale);
+                  t, (const char *[]){"r1", "r2", "h", "dz1", "parameter gradient"}[i],
+                  max_abs_diff(g[i], w[i], n[i]), scale);
         }
         pool_free(&p);
     }
