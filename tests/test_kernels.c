@@ -45,6 +45,19 @@ static void check_close(const char *what, const real *a, const real *ref, size_t
           n > 1 ? (double)ref[1] : 0.0, n > 2 ? (double)ref[2] : 0.0);
 }
 
+/* check_close for an (m, n) result stored with row stride ld, whose columns [n, ld) held
+ * `sentinel` and must still: rows compacted first so that the sentinel sets no scale. */
+static void check_rows(const char *what, real *out, real *ref, int m, int n, int ld, real sentinel) {
+    int pad_ok = 1;
+    for (int i = 0; i < m; i++) {
+        for (int j = n; j < ld; j++) pad_ok &= out[i * ld + j] == sentinel;
+        memmove(out + i * n, out + i * ld, sizeof(real) * n);
+        memmove(ref + i * n, ref + i * ld, sizeof(real) * n);
+    }
+    check_close(what, out, ref, (size_t)m * n, REL_TOL);
+    CHECK(pad_ok, "%s: wrote past n into the padding", what);
+}
+
 static double dot(const real *a, const real *b, size_t n) {
     double t = 0;
     for (size_t i = 0; i < n; i++) t += (double)a[i] * b[i];
@@ -332,14 +345,7 @@ TEST(kernel_gemm) {
                 gemm(ta, tb, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc);
                 char what[80];
                 snprintf(what, sizeof what, "gemm(%s, %s) %dx%dx%d", ta ? "T" : "N", tb ? "T" : "N", m, n, k);
-                int pad_ok = 1;
-                for (int i = 0; i < m; i++) { /* compact the rows: the sentinel sets no scale */
-                    for (int j = n; j < ldc; j++) pad_ok &= c[i * ldc + j] == sentinel;
-                    memmove(c + i * n, c + i * ldc, sizeof(real) * n);
-                    memmove(ref + i * n, ref + i * ldc, sizeof(real) * n);
-                }
-                check_close(what, c, ref, (size_t)m * n, REL_TOL);
-                CHECK(pad_ok, "%s: wrote past n into the padding", what);
+                check_rows(what, c, ref, m, n, ldc, sentinel);
                 free(a), free(b), free(c), free(ref);
             }
 }
@@ -395,14 +401,7 @@ TEST(kernel_packed_gemm) {
                 char what[96];
                 snprintf(what, sizeof what, "packed gemm %dx%dx%d, %s%s", m, n, k, modes[mode],
                          transposed ? ", transposed" : "");
-                int pad_ok = 1;
-                for (int i = 0; i < m; i++) { /* compact the rows: the sentinel sets no scale */
-                    for (int j = n; j < ldo; j++) pad_ok &= out[i * ldo + j] == sentinel;
-                    memmove(out + i * n, out + i * ldo, sizeof(real) * n);
-                    memmove(ref + i * n, ref + i * ldo, sizeof(real) * n);
-                }
-                check_close(what, out, ref, (size_t)m * n, REL_TOL);
-                CHECK(pad_ok, "%s: wrote past n into the padding", what);
+                check_rows(what, out, ref, m, n, ldo, sentinel);
                 free(a), free(w), free(shift), free(scale), free(out), free(ref), free(packed);
             }
 }

@@ -175,6 +175,17 @@ TEST(model_gradients_finite_difference) {
     }
 }
 
+/* Bytes that keeping one flow step of level i costs for a batch (its actnorm output and
+ * the coupling network's r1, r2 and h), from the model's documented shapes. */
+static size_t step_bytes(const glow_config *cfg, int i, int batch) {
+    size_t rows = (size_t)batch * (cfg->image_h >> (i + 1)) * (cfg->image_w >> (i + 1));
+    int c = cfg->image_c * (4 << i), hc = cfg->coupling == GLOW_AFFINE ? c : c / 2;
+    return rows * (c + 2 * cfg->width + hc) * sizeof(glow_real);
+}
+
+/* The three training-memory modes give the same loss and gradients: rebuilding every
+ * step's input (the default), keeping the activations of the steps that fit in a budget
+ * (all of the last level's steps but one: exactly those), and keeping every step's. */
 TEST(model_rebuilt_backward_equals_stored) {
     for (int t = 0; t < N_CASES; t++) {
         glow_config cfg = model_case_config(&cases[t], 7);
@@ -190,65 +201,29 @@ TEST(model_rebuilt_backward_equals_stored) {
         glow_step_stats s1, s2;
         REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s1, dx1));
         memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
-        glow_model_set_store_activations(m, 1);
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
-        double scale = 0;
-        for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(g1[i]));
-        double dg = max_abs_diff(g1, glow_model_grads(m), n), ddx = max_abs_diff(dx1, dx2, BATCH * d);
-        double tol = IS_DOUBLE ? 1e-10 : 1e-4;
-        CHECK(dg <= tol * (1 + scale), "%s: parameter gradients differ by %g (scale %g)", cases[t].name, dg, scale);
-        CHECK(ddx <= tol, "%s: input gradients differ by %g", cases[t].name, ddx);
-        CHECK(s1.loss == s2.loss, "%s: losses differ: %.17g vs %.17g", cases[t].name, s1.loss, s2.loss);
+        CHECK(s1.kept_steps == 0, "%s: %d steps kept by default", cases[t].name, s1.kept_steps);
         CHECK(s1.max_rebuild_error < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: rebuilt input off by %g",
               cases[t].name, s1.max_rebuild_error);
-        glow_model_free(m);
-        free(x), free(dx1), free(dx2), free(g1);
-    }
-}
-
-/* Bytes that keeping one flow step of level i costs for a batch (its actnorm output and
- * the coupling network's r1, r2 and h), from the model's documented shapes. */
-static size_t step_bytes(const glow_config *cfg, int i, int batch) {
-    size_t rows = (size_t)batch * (cfg->image_h >> (i + 1)) * (cfg->image_w >> (i + 1));
-    int c = cfg->image_c * (4 << i), hc = cfg->coupling == GLOW_AFFINE ? c : c / 2;
-    return rows * (c + 2 * cfg->width + hc) * sizeof(glow_real);
-}
-
-/* Activation memory for some of the steps: exactly those that fit are kept, and the
- * gradients are the rebuilt and the stored paths'. */
-TEST(model_activation_memory_keeps_what_fits) {
-    for (int t = 0; t < N_CASES; t++) {
-        glow_config cfg = model_case_config(&cases[t], 7);
-        size_t d = (size_t)cfg.image_h * cfg.image_w * cfg.image_c;
-        glow_real *x = malloc(sizeof(glow_real) * BATCH * d);
-        glow_real *dx1 = malloc(sizeof(glow_real) * BATCH * d), *dx2 = malloc(sizeof(glow_real) * BATCH * d);
-        int y[BATCH];
-        glow_model *m = make_model(&cases[t], x, y);
-        REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
-        const int *labels = cases[t].n_classes ? y : NULL;
-        size_t n = glow_model_n_params(m);
-        glow_real *g1 = malloc(sizeof(glow_real) * n);
-        glow_step_stats s1, s2;
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s1, dx1));
-        memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
-        CHECK(s1.kept_steps == 0, "%s: %d steps kept by default", cases[t].name, s1.kept_steps);
-        /* All of the last level's steps but one, then one step short of the next level's. */
-        int top = cfg.levels - 1, want = cfg.depth - 1;
-        size_t memory = want * step_bytes(&cfg, top, BATCH) + step_bytes(&cfg, top, BATCH) - 1;
-        glow_model_set_activation_memory(m, memory);
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
-        CHECK(s2.kept_steps == want, "%s: %d steps kept in %zu bytes, expected %d", cases[t].name,
-              s2.kept_steps, memory, want);
         double scale = 0;
         for (size_t i = 0; i < n; i++) scale = fmax(scale, fabs(g1[i]));
-        double tol = IS_DOUBLE ? 1e-10 : 1e-4;
-        CHECK(max_abs_diff(g1, glow_model_grads(m), n) <= tol * (1 + scale) &&
-              max_abs_diff(dx1, dx2, BATCH * d) <= tol, "%s: gradients differ from the rebuilt path's",
-              cases[t].name);
-        glow_model_set_store_activations(m, 1);
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
-        CHECK(s2.kept_steps == cfg.levels * cfg.depth, "%s: %d steps kept of %d", cases[t].name,
-              s2.kept_steps, cfg.levels * cfg.depth);
+        int top = cfg.levels - 1, part = cfg.depth - 1, all = cfg.levels * cfg.depth;
+        for (int mode = 0; mode < 2; mode++) {
+            /* room for `part` of the last level's steps, one byte short of one more */
+            size_t memory = (part + 1) * step_bytes(&cfg, top, BATCH) - 1;
+            if (mode == 0) glow_model_set_activation_memory(m, memory);
+            else glow_model_set_store_activations(m, 1);
+            REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
+            const char *name = mode ? "stored" : "partly kept";
+            CHECK(s2.kept_steps == (mode ? all : part), "%s, %s: %d steps kept, expected %d",
+                  cases[t].name, name, s2.kept_steps, mode ? all : part);
+            double dg = max_abs_diff(g1, glow_model_grads(m), n), ddx = max_abs_diff(dx1, dx2, BATCH * d);
+            double tol = IS_DOUBLE ? 1e-10 : 1e-4;
+            CHECK(dg <= tol * (1 + scale), "%s, %s: parameter gradients differ by %g (scale %g)",
+                  cases[t].name, name, dg, scale);
+            CHECK(ddx <= tol, "%s, %s: input gradients differ by %g", cases[t].name, name, ddx);
+            CHECK(s1.loss == s2.loss, "%s, %s: losses differ: %.17g vs %.17g", cases[t].name, name,
+                  s1.loss, s2.loss);
+        }
         glow_model_free(m);
         free(x), free(dx1), free(dx2), free(g1);
     }
