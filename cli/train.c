@@ -50,7 +50,7 @@ static const char *help =
     "  --store-activations   keep activations for the backward pass: faster, memory grows\n"
     "                        with depth (default: rebuild them, memory flat in depth)\n"
     "  --activation-memory MiB  keep the activations of as many flow steps as fit in MiB\n"
-    "                        and rebuild the others: most of the speed, bounded memory\n"
+    "                        and rebuild the others: faster, with memory bounded by MiB\n"
     "  --max-skips N         stop after N non-finite steps in a row (default 20)\n"
     "Output:\n"
     "  --out DIR             metrics.jsonl, curve.png, samples/ (default runs/train)\n"
