@@ -349,11 +349,11 @@ void coupling_nn_init(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shap
 }
 
 /* r = relu(actnorm(conv(in))): where r > 0 the actnorm output equals r, elsewhere the ReLU
- * stops the gradient, so dy * y = dr * r and the mask is r > 0. One pass applies the mask,
- * sums the actnorm's gradients (see actnorm_backward) and leaves d conv-output in dr. It runs
- * on one image group, on the calling thread. */
-static void relu_actnorm_backward(real *dr, real *db, real *ds, const real *r, const real *s,
-                                  size_t rows, int c) {
+ * stops the gradient, so dy * y = dr * r and the mask is r > 0. One pass reads dr from src,
+ * applies the mask, sums the actnorm's gradients (see actnorm_backward) and leaves d
+ * conv-output in dr (src may be dr). It runs on one image group, on the calling thread. */
+static void relu_actnorm_backward(real *dr, const real *src, real *db, real *ds, const real *r,
+                                  const real *s, size_t rows, int c) {
     double sum_g[c], sum_gr[c];
     real scale[c];
     for (int j = 0; j < c; j++) {
@@ -362,10 +362,10 @@ static void relu_actnorm_backward(real *dr, real *db, real *ds, const real *r, c
     }
     for (size_t i = 0; i < rows; i++) {
         real *d = dr + i * c;
-        const real *ri = r + i * c;
+        const real *ri = r + i * c, *si = src + i * c;
         /* Two loops over the row (in L1) because gcc vectorizes neither if they are one. */
         for (int j = 0; j < c; j++) {
-            real dj = d[j];
+            real dj = si[j];
             d[j] = ri[j] > 0 ? dj : 0;
         }
         for (int j = 0; j < c; j++) {
@@ -393,14 +393,14 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
     memset(dr, 0, sizeof(real) * rows * s.width);
     zeroconv_backward_with(dr, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, p[2],
                            nn->logs3, s.batch, s.h, s.w, s.width, s.cout, scratch);
-    relu_actnorm_backward(dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
-    /* d r1 = d conv2-output @ w2; it cannot overwrite dr in place, so use the scratch. */
+    relu_actnorm_backward(dr, dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
+    /* d r1 = d conv2-output @ w2 cannot overwrite dr in place: it goes to the scratch, and
+     * the next pass brings it back to dr (the 3x3 convolution's backward needs the scratch). */
     real *dr1 = scratch;
     memset(dr1, 0, sizeof(real) * rows * s.width);
     if (packed) conv1x1_backward_packed(dr1, dnn->w2, dr, a->r1, p[1], rows, s.width, s.width);
     else conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
-    memcpy(dr, dr1, sizeof(real) * rows * s.width);
-    relu_actnorm_backward(dr, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
+    relu_actnorm_backward(dr, dr1, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
     if (packed)
         conv3x3_backward_packed(dz1, dnn->w1, NULL, dr, z1, p[0], s.batch, s.h, s.w, s.cin,
                                 s.width, scratch);
