@@ -66,7 +66,7 @@ static double median(double *v, int n) {
 
 typedef struct result {
     double img_per_s, gflops, peak_rss_mib, base_rss_mib;
-    int ok, recomputed; /* training steps redone with stored activations (see glow.h) */
+    int ok, recomputed; /* training steps redone from kept inputs (see glow.h) */
     int kept_steps;     /* flow steps whose activations a training step kept */
 } result;
 
@@ -282,7 +282,7 @@ int cmd_bench(int argc, char **argv) {
                            r.peak_rss_mib, r.peak_rss_mib - r.base_rss_mib, r.img_per_s, r.recomputed);
                 fprintf(stderr, "%-8s %-6d %12.1f %12.1f %10.1f%s\n", name, k, r.peak_rss_mib,
                         r.peak_rss_mib - r.base_rss_mib, r.img_per_s,
-                        r.recomputed ? "  (steps redone with stored activations)" : "");
+                        r.recomputed ? "  (steps redone from kept inputs)" : "");
                 fflush(stdout);
             }
         return 0;

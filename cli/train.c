@@ -474,8 +474,8 @@ int cmd_train(int argc, char **argv) {
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
                     test_s, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
             if (redone_interval)
-                fprintf(stderr, "%s(%d of the last %d steps redone with stored activations: the "
-                        "rebuilt inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
+                fprintf(stderr, "%s(%d of the last %d steps redone from kept inputs: the rebuilt "
+                        "inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
                     "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"redone\":%d,"
                     "\"time_s\":%.1f}\n", (long long)st.step,

@@ -162,8 +162,9 @@ typedef struct glow_step_stats {
     double bpd;      /* mean bits/dim of the batch */
     double class_bits; /* mean class cross-entropy in bits (0 without a class loss) */
     double max_rebuild_error; /* largest |input rebuilt by the backward pass - input| */
-    int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone with
-                        stored activations: exact gradients, more memory for that step */
+    int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone
+                        keeping every flow step's input: exact gradients, and for that step
+                        c values per pixel per flow step more memory */
     int kept_steps;  /* flow steps whose activations were kept (see activation memory) */
 } glow_step_stats;
 

@@ -35,7 +35,33 @@ void workspace_free(glow_model *m) {
     free(ws->logp);
     ws->logdet = ws->logp = NULL;
     workspace_release_store(m);
+    workspace_release_inputs(m);
     ws->batch = 0;
+}
+
+void workspace_release_inputs(glow_model *m) {
+    for (int i = 0; i < m->n_levels; i++) {
+        free(m->levels[i].inputs);
+        m->levels[i].inputs = NULL;
+    }
+    m->ws.inputs_batch = 0;
+}
+
+/* Room for every step's input (c values per pixel per step, a small fraction of what its
+ * activations take), for a pass that keeps them. */
+static int workspace_reserve_inputs(glow_model *m, int batch) {
+    if (batch <= m->ws.inputs_batch) return GLOW_OK;
+    workspace_release_inputs(m);
+    for (int i = 0; i < m->n_levels; i++) {
+        level *lv = &m->levels[i];
+        size_t n = (size_t)m->cfg.depth * batch * lv->h * lv->w * lv->c;
+        if (!(lv->inputs = malloc(sizeof(real) * n))) {
+            workspace_release_inputs(m);
+            return glow_fail(GLOW_ENOMEM, "out of memory keeping the steps' inputs for a batch of %d", batch);
+        }
+    }
+    m->ws.inputs_batch = batch;
+    return GLOW_OK;
 }
 
 void workspace_release_store(glow_model *m) {
@@ -150,10 +176,20 @@ static int workspace_reserve_store(glow_model *m, int batch, size_t memory) {
     return GLOW_OK;
 }
 
+/* What a training pass keeps from its forward pass for its backward pass. */
+enum { KEEP_ACTS = 1 /* the kept steps' activations */, KEEP_INPUTS = 2 /* every step's input */ };
+
 /* The store of step k of level li if the pass keeps activations and this step is kept. */
 static step_store *kept_step(glow_model *m, int li, int k, int keep) {
     level *lv = &m->levels[li];
-    return keep && lv->store && lv->store[k].a ? &lv->store[k] : NULL;
+    return keep & KEEP_ACTS && lv->store && lv->store[k].a ? &lv->store[k] : NULL;
+}
+
+/* Where step k of level li keeps its input, if the pass keeps inputs. */
+static real *kept_input(glow_model *m, int li, int k, int keep, int batch) {
+    level *lv = &m->levels[li];
+    size_t size = (size_t)batch * lv->h * lv->w * lv->c;
+    return keep & KEEP_INPUTS && lv->inputs ? lv->inputs + k * size : NULL;
 }
 
 /* ---- pieces of a step ------------------------------------------------------------------- */
@@ -266,6 +302,8 @@ static int step_forward(glow_model *m, int li, int k, int batch, int init, int k
     size_t hw = (size_t)lv->h * lv->w, rows = batch * hw;
     real *p = m->params;
     step_store *kept = kept_step(m, li, k, keep);
+    real *input = kept_input(m, li, k, keep, batch);
+    if (input) memcpy(input, ws->cur, sizeof(real) * rows * c);
     if (init) actnorm_init(p + s->an_b, p + s->an_s, ws->cur, rows, c);
     actnorm_forward(ws->cur, ws->logdet, ws->cur, p + s->an_b, p + s->an_s, batch, hw, c);
     if (kept) memcpy(kept->a, ws->cur, sizeof(real) * rows * c);
@@ -316,18 +354,26 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
     coupling_acts acts;
     const real *a; /* the actnorm's output = the permutation's input */
     step_store *kept = kept_step(m, li, k, keep);
-    if (!kept) {
+    const real *input = kept ? NULL : kept_input(m, li, k, keep, batch);
+    if (kept) {
+        acts = kept->acts;
+        a = kept->a;
+        if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
+        copy_columns(ws->z1, half, ws->tmp, c, rows, half);
+    } else if (input) { /* the forward pass again from the kept input: exact */
+        actnorm_forward(ws->abuf, NULL, input, p + s->an_b, p + s->an_s, batch, hw, c);
+        a = ws->abuf;
+        if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
+        copy_columns(ws->z1, half, ws->tmp, c, rows, half);
+        acts = (coupling_acts){ws->r1, ws->r2, ws->h};
+        coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
+    } else {
         acts = (coupling_acts){ws->r1, ws->r2, ws->h};
         copy_columns(ws->z1, half, ws->cur, c, rows, half);
         coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
         coupling_inverse(ws->tmp, NULL, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);
         if ((rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK) return rc;
         a = ws->abuf;
-    } else {
-        acts = kept->acts;
-        a = kept->a;
-        if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
-        copy_columns(ws->z1, half, ws->tmp, c, rows, half);
     }
     /* Coupling: dp = d(coupling input) in dtmp; the network adds to the first half. */
     coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling, g, batch,
@@ -340,7 +386,8 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
     if ((rc = perm_backward(m, s, ws->dcur, ws->dtmp, a, g, batch, hw, c)) != GLOW_OK) return rc;
     actnorm_backward(ws->dcur, gr + s->an_b, gr + s->an_s, ws->dcur, a, p + s->an_s, g, batch,
                      hw, c);
-    actnorm_inverse(ws->cur, NULL, a, p + s->an_b, p + s->an_s, batch, hw, c);
+    if (input) memcpy(ws->cur, input, sizeof(real) * rows * c);
+    else actnorm_inverse(ws->cur, NULL, a, p + s->an_b, p + s->an_s, batch, hw, c);
     return GLOW_OK;
 }
 
@@ -605,14 +652,16 @@ static void top_prior_backward(glow_model *m, const int *y, int batch) {
             }
 }
 
-/* memory: bytes for kept activations (SIZE_MAX: keep every step's). */
+/* memory: bytes for kept activations (SIZE_MAX: keep every step's); inputs: keep every
+ * step's input too, so that no step is rebuilt by the inverse. */
 static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch, size_t memory,
-                      glow_step_stats *stats, glow_real *dx) {
+                      int inputs, glow_step_stats *stats, glow_real *dx) {
     workspace *ws = &m->ws;
     const glow_config *cfg = &m->cfg;
-    int rc, keep = memory > 0;
+    int rc, keep = (memory > 0 ? KEEP_ACTS : 0) | (inputs ? KEEP_INPUTS : 0);
     if ((rc = workspace_reserve(m, batch)) != GLOW_OK) return rc;
     if ((rc = workspace_reserve_store(m, batch, memory)) != GLOW_OK) return rc;
+    if (inputs && (rc = workspace_reserve_inputs(m, batch)) != GLOW_OK) return rc;
     if ((rc = flow_forward(m, x, y, batch, 0, keep)) != GLOW_OK) return rc;
     glow_step_stats st = {0};
     for (int i = 0; i < m->n_levels; i++)
@@ -685,16 +734,17 @@ int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int b
                           glow_step_stats *stats, glow_real *dx) {
     glow_step_stats st;
     int rc = check_labels(m, y, batch, 1);
-    if (rc == GLOW_OK) rc = train_pass(m, x, y, batch, m->activation_memory, &st, dx);
+    if (rc == GLOW_OK) rc = train_pass(m, x, y, batch, m->activation_memory, 0, &st, dx);
     if (rc != GLOW_OK) return rc;
     /* A nearly singular layer (an affine scale near 0, say) can make the rebuilt inputs
-     * drift. Then the step is done again with the activations kept from the forward pass,
-     * which is exact, and that memory is given back at once. */
+     * drift. Then the step is done again keeping every step's input from the forward pass,
+     * which is exact and costs c values per pixel per step (not the activations' 2 width
+     * more), and that memory is given back at once. */
     if (m->activation_memory != SIZE_MAX && isfinite(st.loss) &&
         !(st.max_rebuild_error <= REBUILD_TOLERANCE)) {
         double drift = st.max_rebuild_error;
-        rc = train_pass(m, x, y, batch, SIZE_MAX, &st, dx);
-        workspace_release_store(m);
+        rc = train_pass(m, x, y, batch, m->activation_memory, 1, &st, dx);
+        workspace_release_inputs(m);
         if (rc != GLOW_OK) return rc;
         st.recomputed = 1;
         st.max_rebuild_error = drift;

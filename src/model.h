@@ -27,6 +27,7 @@ typedef struct level {
     step_offsets *steps;     /* depth of them */
     size_t prior_w, prior_b, prior_logs; /* split prior (every level but the last) */
     step_store *store;       /* depth of them, when any step's activations are kept */
+    real *inputs;            /* every step's input, (depth, rows, c), for the drift fallback */
 } level;
 
 /* Buffers for a batch of up to `batch` examples, allocated once and reused. */
@@ -46,6 +47,7 @@ typedef struct workspace {
     real *store_block;                /* all kept steps' buffers */
     int store_batch;                  /* the batch and memory the stores were laid out for */
     size_t store_memory;
+    int inputs_batch;                 /* the batch the levels' inputs have room for */
 } workspace;
 
 struct glow_model {
@@ -66,5 +68,6 @@ void workspace_free(glow_model *m);
 /* GLOW_OK if every fixed permutation tensor holds a permutation (checked on load). */
 int glow_model_check_fixed(const glow_model *m);
 void workspace_release_store(glow_model *m);
+void workspace_release_inputs(glow_model *m);
 
 #endif
