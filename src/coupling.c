@@ -85,34 +85,38 @@ void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glo
  * dlogdet / s (from log s in the log-det); da = ds s (1 - s) = dy2 (x2 + t) s (1 - s) +
  * dlogdet (1 - s), written without the division so that an s that underflows to 0 gives
  * a finite gradient. Additive: dx2 = dh = dy2. */
-void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
-                       glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
+/* coupling_backward on pixels [q0, q1), at most chunk_pixels(c / 2) of them. */
+static void backward_pixels(real *dx, real *dh, const real *dy, const real *x, const real *h,
+                            glow_coupling kind, double dlogdet, size_t q0, size_t q1, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
-    size_t rows = (size_t)batch * hw, step = chunk_pixels(half);
-    #pragma omp parallel for schedule(static)
-    for (size_t q0 = 0; q0 < rows; q0 += step) {
-        size_t q1 = q0 + step < rows ? q0 + step : rows;
-        double s[step * half];
-        if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
-        for (size_t p = q0; p < q1; p++) {
-            const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
-            const double *sr = s + (p - q0) * half;
-            real *dxr = dx + p * c, *dhr = dh + p * hc;
-            if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
-            for (int j = 0; j < half; j++) {
-                double g = dyr[half + j];
-                if (kind == GLOW_ADDITIVE) {
-                    dhr[j] = (real)g;
-                    dxr[half + j] = (real)g;
-                } else {
-                    double sj = sr[j];
-                    dhr[2 * j] = (real)(g * sj);
-                    dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * (1.0 - sj));
-                    dxr[half + j] = (real)(g * sj);
-                }
+    double s[chunk_pixels(half) * half];
+    if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
+    for (size_t p = q0; p < q1; p++) {
+        const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
+        const double *sr = s + (p - q0) * half;
+        real *dxr = dx + p * c, *dhr = dh + p * hc;
+        if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
+        for (int j = 0; j < half; j++) {
+            double g = dyr[half + j];
+            if (kind == GLOW_ADDITIVE) {
+                dhr[j] = (real)g;
+                dxr[half + j] = (real)g;
+            } else {
+                double sj = sr[j];
+                dhr[2 * j] = (real)(g * sj);
+                dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * (1.0 - sj));
+                dxr[half + j] = (real)(g * sj);
             }
         }
     }
+}
+
+void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
+                       glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
+    size_t rows = (size_t)batch * hw, step = chunk_pixels(c / 2);
+    #pragma omp parallel for schedule(static)
+    for (size_t q0 = 0; q0 < rows; q0 += step)
+        backward_pixels(dx, dh, dy, x, h, kind, dlogdet, q0, q0 + step < rows ? q0 + step : rows, c);
 }
 
 /* ---- the network ---------------------------------------------------------------------- */
@@ -205,13 +209,25 @@ static size_t packed_nn_size(nn_shape s) {
            conv3x3_packed_size(s.width, s.cout);
 }
 
-/* The tiled passes need the packed weights and a group's scratch per thread; the
- * initialisation runs the forward pass on the whole batch (the actnorms' statistics are
- * the batch's). */
+/* coupling_rebuild_backward's scratch per thread for g images: its gradient copy, the
+ * group's r1, r2, h and dh, then room for either pass of the network. */
+static size_t tile_rebuild_scratch(nn_shape s, int g) {
+    nn_shape t = s;
+    t.batch = g;
+    size_t rows = (size_t)g * s.h * s.w, fwd = forward_conv_scratch(t), bwd = nn_backward_scratch(t);
+    return nn_param_count(s) + 2 * rows * s.width + 2 * rows * s.cout + (fwd > bwd ? fwd : bwd);
+}
+
+/* The tiled passes need the packed weights (both packings for the rebuild) and a group's
+ * scratch per thread; the initialisation runs the forward pass on the whole batch (the
+ * actnorms' statistics are the batch's). */
 size_t coupling_nn_scratch(nn_shape s) {
     int g = tile_images(s);
     size_t forward = tile_scratch(s, g), backward = tile_backward_scratch(s, g);
-    size_t tiled = packed_nn_size(s) + slots_of(s) * (forward > backward ? forward : backward);
+    size_t own = forward > backward ? forward : backward;
+    size_t tiled = packed_nn_size(s) + slots_of(s) * own;
+    size_t rebuild = 2 * packed_nn_size(s) + slots_of(s) * tile_rebuild_scratch(s, g);
+    if (rebuild > tiled) tiled = rebuild;
     return tiled > forward_conv_scratch(s) ? tiled : forward_conv_scratch(s);
 }
 
@@ -409,6 +425,24 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
                          scratch);
 }
 
+/* Add the threads' private gradient copies (each own_size apart from `scratch`) into dnn,
+ * in thread order: the same sums for the same number of threads. */
+static void add_thread_gradients(coupling_nn *dnn, const real *scratch, size_t own_size,
+                                 int team, nn_shape s) {
+    size_t n[9];
+    nn_sizes(n, s);
+    real *dst[9] = {dnn->w1, dnn->an1_b, dnn->an1_s, dnn->w2, dnn->an2_b, dnn->an2_s, dnn->w3,
+                    dnn->b3, dnn->logs3};
+    for (int th = 0; th < team; th++) {
+        const real *src = scratch + own_size * th;
+        for (int i = 0; i < 9; i++) {
+            #pragma omp parallel for schedule(static) if (n[i] > 4096)
+            for (size_t j = 0; j < n[i]; j++) dst[i][j] += src[j];
+            src += n[i];
+        }
+    }
+}
+
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
@@ -435,16 +469,53 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
                         packed, own + n_params);
         }
     }
-    size_t n[9];
-    nn_sizes(n, s);
-    real *dst[9] = {dnn->w1, dnn->an1_b, dnn->an1_s, dnn->w2, dnn->an2_b, dnn->an2_s, dnn->w3,
-                    dnn->b3, dnn->logs3};
-    for (int th = 0; th < team; th++) {
-        const real *src = scratch + own_size * th;
-        for (int i = 0; i < 9; i++) {
-            #pragma omp parallel for schedule(static) if (n[i] > 4096)
-            for (size_t j = 0; j < n[i]; j++) dst[i][j] += src[j];
-            src += n[i];
+    add_thread_gradients(dnn, scratch, own_size, team, s);
+}
+
+/* The memory-saving mode's backward pass through a coupling, image group by image group:
+ * the network's forward pass on z1 (y's unchanged half), the coupling's inverse, its
+ * backward pass and the network's, while the group's hidden activations are in cache
+ * (they never exist for the whole batch). */
+void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, const real *y,
+                               const real *dy, const real *z1, const coupling_nn *nn,
+                               glow_coupling kind, double dlogdet, nn_shape s, real *scratch) {
+    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch, c = 2 * s.cin;
+    size_t own_size = tile_rebuild_scratch(s, g), n_params = nn_param_count(s), image = (size_t)s.h * s.w;
+    size_t rows = (size_t)g * image;
+    real *packed = packed_available() ? scratch : NULL;
+    if (packed) {
+        pack_nn(packed, nn, s, 0);
+        pack_nn(packed + packed_nn_size(s), nn, s, 1);
+    }
+    scratch += 2 * packed_nn_size(s);
+    int team = 1;
+    #pragma omp parallel num_threads(slots)
+    {
+        #pragma omp single
+        team = omp_get_num_threads();
+        real *own = scratch + own_size * omp_get_thread_num();
+        memset(own, 0, sizeof(real) * n_params);
+        coupling_nn mine = nn_layout(own, s);
+        coupling_acts acts = {own + n_params, own + n_params + rows * s.width,
+                              own + n_params + 2 * rows * s.width};
+        real *dh = acts.h + rows * s.cout, *work = dh + rows * s.cout;
+        int first, end;
+        thread_share(s.batch, &first, &end);
+        for (int b0 = first; b0 < end; b0 += g) {
+            size_t r0;
+            nn_shape ts = group_at(s, b0, end, g, &r0);
+            size_t n = (size_t)ts.batch * image, step = chunk_pixels(s.cin);
+            if (packed) nn_forward_packed(&acts, nn, z1 + r0 * s.cin, ts, packed, work);
+            else nn_forward(&acts, (coupling_nn *)nn, z1 + r0 * s.cin, ts, work, 0);
+            for (size_t q = 0; q < n; q += step) {
+                size_t q1 = q + step < n ? q + step : n;
+                couple_pixels(x + r0 * c, y + r0 * c, acts.h, kind, q, q1, c, 1);
+                backward_pixels(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, kind, dlogdet,
+                                q, q1, c);
+            }
+            nn_backward(dz1 + r0 * s.cin, &mine, dh, &acts, nn, z1 + r0 * s.cin, ts,
+                        packed ? packed + packed_nn_size(s) : NULL, work);
         }
     }
+    add_thread_gradients(dnn, scratch, own_size, team, s);
 }

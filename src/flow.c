@@ -367,19 +367,20 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
         copy_columns(ws->z1, half, ws->tmp, c, rows, half);
         acts = (coupling_acts){ws->r1, ws->r2, ws->h};
         coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
-    } else {
-        acts = (coupling_acts){ws->r1, ws->r2, ws->h};
+    }
+    /* Coupling: dp = d(coupling input) in dtmp; the network adds dz1 to the first half. */
+    memset(ws->dz1, 0, sizeof(real) * rows * half);
+    if (kept || input) {
+        coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling, g, batch,
+                          hw, c);
+        coupling_nn_backward(ws->dz1, &dnn, ws->dh, &acts, &nn, ws->z1, shape, ws->scratch);
+    } else { /* rebuilt: the coupling's inverse and backward in one pass over image groups */
         copy_columns(ws->z1, half, ws->cur, c, rows, half);
-        coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
-        coupling_inverse(ws->tmp, NULL, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);
+        coupling_rebuild_backward(ws->tmp, ws->dtmp, ws->dz1, &dnn, ws->cur, ws->dcur, ws->z1, &nn,
+                                  m->cfg.coupling, g, shape, ws->scratch);
         if ((rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK) return rc;
         a = ws->abuf;
     }
-    /* Coupling: dp = d(coupling input) in dtmp; the network adds to the first half. */
-    coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling, g, batch,
-                      hw, c);
-    memset(ws->dz1, 0, sizeof(real) * rows * half);
-    coupling_nn_backward(ws->dz1, &dnn, ws->dh, &acts, &nn, ws->z1, shape, ws->scratch);
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < half; j++) ws->dtmp[r * c + j] += ws->dz1[r * half + j];

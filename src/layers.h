@@ -114,6 +114,13 @@ void coupling_nn_init(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shap
 /* dz1 (rows, cin) +=, dnn +=; dh is used as scratch (destroyed). */
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch);
+/* The memory-saving mode's backward pass through a coupling from its output y (rows,
+ * c = 2 cin) and dy: x = the coupling's input (coupling_inverse), dx = coupling_backward's
+ * (the network's part excluded), dz1 += and dnn += the network's backward pass, with z1 =
+ * y's first half, contiguous. Runs image group by image group, like the network. */
+void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, const real *y,
+                               const real *dy, const real *z1, const coupling_nn *nn,
+                               glow_coupling kind, double dlogdet, nn_shape s, real *scratch);
 
 /* ---- zero-initialised conv3x3 (prior of a split): out = (conv3x3(x) + b) * exp(3 logs) -- */
 void zeroconv_forward(real *out, const real *x, const real *w, const real *b, const real *logs,

@@ -796,6 +796,66 @@ TEST(layer_coupling_nn_packed) {
     }
 }
 
+/* The memory-saving mode's fused pass (network forward, coupling inverse and backward,
+ * network backward, image group by image group) against the same passes one after another
+ * over the whole batch, for both couplings, on 1-3 thread slots with a short last group,
+ * staying inside coupling_nn_scratch (a canary after it). */
+TEST(layer_coupling_rebuild_backward) {
+    for (int kind = 0; kind < 2; kind++) {
+        glow_coupling coupling = kind ? GLOW_AFFINE : GLOW_ADDITIVE;
+        pool p = {0};
+        int c = 4;
+        nn_shape s = {300, 8, 8, c / 2, 16, coupling_nn_out(coupling, c), 1};
+        size_t rows = (size_t)s.batch * s.h * s.w, n_params = 0, sz[9];
+        nn_sizes(sz, s);
+        for (int i = 0; i < 9; i++) n_params += sz[i];
+        coupling_nn nn = nn_alloc(&p, s, 100 + kind);
+        real *y = filled(&p, rows * c, 102, -1, 1), *dy = filled(&p, rows * c, 103, -1, 1);
+        real *z1 = pool_reals(&p, rows * s.cin);
+        for (size_t r = 0; r < rows; r++) memcpy(z1 + r * s.cin, y + r * c, sizeof(real) * s.cin);
+        /* the reference: one pass after another over the whole batch */
+        coupling_acts acts = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
+                              pool_reals(&p, rows * s.cout)};
+        real *x_ref = pool_reals(&p, rows * c), *dx_ref = pool_reals(&p, rows * c);
+        real *dh = pool_reals(&p, rows * s.cout), *dz1_ref = pool_reals(&p, rows * s.cin);
+        real *grad_ref = pool_reals(&p, n_params);
+        memset(dz1_ref, 0, sizeof(real) * rows * s.cin);
+        memset(grad_ref, 0, sizeof(real) * n_params);
+        coupling_nn dnn_ref = nn_at_block(grad_ref, sz);
+        real *ref_scratch = pool_reals(&p, coupling_nn_scratch(s));
+        coupling_nn_forward(&acts, &nn, z1, s, ref_scratch);
+        coupling_inverse(x_ref, NULL, y, acts.h, coupling, s.batch, (size_t)s.h * s.w, c);
+        coupling_backward(dx_ref, dh, dy, x_ref, acts.h, coupling, -0.25, s.batch, (size_t)s.h * s.w, c);
+        coupling_nn_backward(dz1_ref, &dnn_ref, dh, &acts, &nn, z1, s, ref_scratch);
+        double gmax = 0;
+        for (size_t i = 0; i < n_params; i++) gmax = fmax(gmax, fabs(grad_ref[i]));
+        double tol = IS_DOUBLE ? 1e-12 : 1e-4;
+        for (int slots = 1; slots <= 3; slots++) {
+            s.slots = slots;
+            size_t n_scratch = coupling_nn_scratch(s);
+            real *scratch = pool_reals(&p, n_scratch + 64);
+            for (int i = 0; i < 64; i++) scratch[n_scratch + i] = 12345;
+            real *x = pool_reals(&p, rows * c), *dx = pool_reals(&p, rows * c);
+            real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
+            memset(dz1, 0, sizeof(real) * rows * s.cin);
+            memset(grad, 0, sizeof(real) * n_params);
+            coupling_nn dnn = nn_at_block(grad, sz);
+            coupling_rebuild_backward(x, dx, dz1, &dnn, y, dy, z1, &nn, coupling, -0.25, s, scratch);
+            const char *name = kind ? "affine" : "additive";
+            CHECK(max_abs_diff(x, x_ref, rows * c) <= tol, "%s, slots %d: x differs", name, slots);
+            CHECK(max_abs_diff(dx, dx_ref, rows * c) <= tol, "%s, slots %d: dx differs", name, slots);
+            CHECK(max_abs_diff(dz1, dz1_ref, rows * s.cin) <= tol, "%s, slots %d: dz1 differs", name, slots);
+            CHECK(max_abs_diff(grad, grad_ref, n_params) <= tol * (1 + gmax),
+                  "%s, slots %d: parameter gradients differ by %g", name, slots,
+                  max_abs_diff(grad, grad_ref, n_params));
+            int canary = 1;
+            for (int i = 0; i < 64; i++) canary &= scratch[n_scratch + i] == 12345;
+            CHECK(canary, "%s, slots %d: the pass wrote past coupling_nn_scratch", name, slots);
+        }
+        pool_free(&p);
+    }
+}
+
 /* coupling_nn_init sets both actnorms from the batch (their outputs, before the ReLUs, have
  * zero mean and unit variance per channel), and with the zero-initialised output conv the
  * network outputs 0: the coupling starts as (nearly) the identity. */
