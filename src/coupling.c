@@ -425,6 +425,12 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
                          scratch);
 }
 
+/* A thread's private gradient copy at `own`, zeroed. */
+static coupling_nn zeroed_gradients(real *own, nn_shape s) {
+    memset(own, 0, sizeof(real) * nn_param_count(s));
+    return nn_layout(own, s);
+}
+
 /* Add the threads' private gradient copies (each own_size apart from `scratch`) into dnn,
  * in thread order: the same sums for the same number of threads. */
 static void add_thread_gradients(coupling_nn *dnn, const real *scratch, size_t own_size,
@@ -457,8 +463,7 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
         #pragma omp single
         team = omp_get_num_threads();
         real *own = scratch + own_size * omp_get_thread_num();
-        memset(own, 0, sizeof(real) * n_params);
-        coupling_nn mine = nn_layout(own, s);
+        coupling_nn mine = zeroed_gradients(own, s);
         int first, end;
         thread_share(s.batch, &first, &end);
         for (int b0 = first; b0 < end; b0 += g) {
@@ -494,8 +499,7 @@ void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, c
         #pragma omp single
         team = omp_get_num_threads();
         real *own = scratch + own_size * omp_get_thread_num();
-        memset(own, 0, sizeof(real) * n_params);
-        coupling_nn mine = nn_layout(own, s);
+        coupling_nn mine = zeroed_gradients(own, s);
         coupling_acts acts = {own + n_params, own + n_params + rows * s.width,
                               own + n_params + 2 * rows * s.width};
         real *dh = acts.h + rows * s.cout, *work = dh + rows * s.cout;

@@ -686,6 +686,18 @@ TEST(layer_coupling_nn) {
     pool_free(&p);
 }
 
+/* n reals of scratch followed by 64 canaries, and whether they are intact. */
+static real *scratch_with_canary(pool *p, size_t n) {
+    real *scratch = pool_reals(p, n + 64);
+    for (int i = 0; i < 64; i++) scratch[n + i] = 12345;
+    return scratch;
+}
+static int canary_intact(const real *scratch, size_t n) {
+    int intact = 1;
+    for (int i = 0; i < 64; i++) intact &= scratch[n + i] == 12345;
+    return intact;
+}
+
 /* The network runs image group by image group on up to `slots` threads: its outputs and
  * gradients must not depend on the grouping (compared with one image at a time) nor on the
  * slots, and the passes must stay inside coupling_nn_scratch (a canary after it). The
@@ -720,8 +732,7 @@ TEST(layer_coupling_nn_groups) {
     for (int slots = 1; slots <= 3; slots++) {
         s.slots = slots;
         size_t n_scratch = coupling_nn_scratch(s);
-        real *scratch = pool_reals(&p, n_scratch + 64);
-        for (int i = 0; i < 64; i++) scratch[n_scratch + i] = 12345;
+        real *scratch = scratch_with_canary(&p, n_scratch);
         coupling_acts got = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
                              pool_reals(&p, rows * s.cout)}, only_h = {NULL, NULL, pool_reals(&p, rows * s.cout)};
         real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
@@ -742,9 +753,7 @@ TEST(layer_coupling_nn_groups) {
               "slots %d: parameter gradients differ by %g", slots, max_abs_diff(grad, want_grad, n_params));
         coupling_nn init_nn = nn_alloc(&p, s, 80);
         coupling_nn_init(&got, &init_nn, z1, s, scratch);
-        int canary = 1;
-        for (int i = 0; i < 64; i++) canary &= scratch[n_scratch + i] == 12345;
-        CHECK(canary, "slots %d: the passes wrote past coupling_nn_scratch", slots);
+        CHECK(canary_intact(scratch, n_scratch), "slots %d: the passes wrote past coupling_nn_scratch", slots);
     }
     pool_free(&p);
 }
@@ -833,8 +842,7 @@ TEST(layer_coupling_rebuild_backward) {
         for (int slots = 1; slots <= 3; slots++) {
             s.slots = slots;
             size_t n_scratch = coupling_nn_scratch(s);
-            real *scratch = pool_reals(&p, n_scratch + 64);
-            for (int i = 0; i < 64; i++) scratch[n_scratch + i] = 12345;
+            real *scratch = scratch_with_canary(&p, n_scratch);
             real *x = pool_reals(&p, rows * c), *dx = pool_reals(&p, rows * c);
             real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
             memset(dz1, 0, sizeof(real) * rows * s.cin);
@@ -848,9 +856,8 @@ TEST(layer_coupling_rebuild_backward) {
             CHECK(max_abs_diff(grad, grad_ref, n_params) <= tol * (1 + gmax),
                   "%s, slots %d: parameter gradients differ by %g", name, slots,
                   max_abs_diff(grad, grad_ref, n_params));
-            int canary = 1;
-            for (int i = 0; i < 64; i++) canary &= scratch[n_scratch + i] == 12345;
-            CHECK(canary, "%s, slots %d: the pass wrote past coupling_nn_scratch", name, slots);
+            CHECK(canary_intact(scratch, n_scratch), "%s, slots %d: the pass wrote past coupling_nn_scratch",
+                  name, slots);
         }
         pool_free(&p);
     }
