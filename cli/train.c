@@ -68,8 +68,8 @@ static const char *help =
 enum {
     O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_PERMUTATION,
     O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
-    O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY, O_MAX_SKIPS,
-    O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
+    O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY,
+    O_MAX_SKIPS, O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
     O_SAMPLE_EVERY, O_LOG_EVERY, O_THREADS, O_HELP, O_COUNT
 };
 
@@ -344,8 +344,7 @@ int cmd_train(int argc, char **argv) {
         return EXIT_USER;
     if (o.batch > train.n)
         return cli_error("%s: %d images, fewer than one batch of %d", o.data, train.n, o.batch);
-    glow_model_set_store_activations(m, o.store);
-    if (o.activation_mib > 0) glow_model_set_activation_memory(m, (size_t)(o.activation_mib * 1048576));
+    glow_model_set_activation_memory(m, o.store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576));
     if (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0)) return EXIT_USER;
     char metrics_path[4200], curve_path[4200], samples_dir[4200], path[4400];
     snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);

@@ -36,7 +36,27 @@ static double affine_scales(double *s, const real *h, size_t n) {
 #define SCALE_CHUNK 512
 static size_t chunk_pixels(int half) { return half < SCALE_CHUNK ? SCALE_CHUNK / half : 1; }
 
-/* The forward (inverse = 0) or inverse coupling of one image's pixels [p0, p1). */
+/* The forward (inverse = 0) or inverse coupling of pixels [q0, q1), whose affine scales
+ * are s (from affine_scales, starting at pixel q0; NULL for the additive coupling). */
+static void couple_chunk(real *out, const real *in, const real *h, const double *s,
+                         glow_coupling kind, size_t q0, size_t q1, int c, int inverse) {
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    for (size_t p = q0; p < q1; p++) {
+        const real *ir = in + p * c, *hr = h + p * hc;
+        real *or = out + p * c;
+        if (out != in) memcpy(or, ir, sizeof(real) * half);
+        for (int j = 0; j < half; j++) {
+            if (kind == GLOW_ADDITIVE)
+                or[half + j] = inverse ? ir[half + j] - hr[j] : ir[half + j] + hr[j];
+            else if (inverse)
+                or[half + j] = (real)(ir[half + j] / s[(p - q0) * half + j] - hr[2 * j]);
+            else
+                or[half + j] = (real)((ir[half + j] + hr[2 * j]) * s[(p - q0) * half + j]);
+        }
+    }
+}
+
+/* The forward or inverse coupling of one image's pixels [p0, p1); returns its log-det. */
 static double couple_pixels(real *out, const real *in, const real *h, glow_coupling kind,
                             size_t p0, size_t p1, int c, int inverse) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
@@ -45,20 +65,7 @@ static double couple_pixels(real *out, const real *in, const real *h, glow_coupl
     for (size_t q0 = p0; q0 < p1; q0 += step) {
         size_t q1 = q0 + step < p1 ? q0 + step : p1;
         if (kind == GLOW_AFFINE) ld += affine_scales(s, h + q0 * hc, (q1 - q0) * half);
-        for (size_t p = q0; p < q1; p++) {
-            const real *ir = in + p * c, *hr = h + p * hc;
-            const double *sr = s + (p - q0) * half;
-            real *or = out + p * c;
-            if (out != in) memcpy(or, ir, sizeof(real) * half);
-            for (int j = 0; j < half; j++) {
-                if (kind == GLOW_ADDITIVE)
-                    or[half + j] = inverse ? ir[half + j] - hr[j] : ir[half + j] + hr[j];
-                else if (inverse)
-                    or[half + j] = (real)(ir[half + j] / sr[j] - hr[2 * j]);
-                else
-                    or[half + j] = (real)((ir[half + j] + hr[2 * j]) * sr[j]);
-            }
-        }
+        couple_chunk(out, in, h, kind == GLOW_AFFINE ? s : NULL, kind, q0, q1, c, inverse);
     }
     return ld;
 }
@@ -85,15 +92,13 @@ void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glo
  * dlogdet / s (from log s in the log-det); da = ds s (1 - s) = dy2 (x2 + t) s (1 - s) +
  * dlogdet (1 - s), written without the division so that an s that underflows to 0 gives
  * a finite gradient. Additive: dx2 = dh = dy2. */
-/* coupling_backward on pixels [q0, q1), at most chunk_pixels(c / 2) of them. */
-static void backward_pixels(real *dx, real *dh, const real *dy, const real *x, const real *h,
-                            glow_coupling kind, double dlogdet, size_t q0, size_t q1, int c) {
+/* coupling_backward on pixels [q0, q1), whose affine scales are s (as for couple_chunk). */
+static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, const real *h,
+                           const double *s, glow_coupling kind, double dlogdet, size_t q0,
+                           size_t q1, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
-    double s[chunk_pixels(half) * half];
-    if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
     for (size_t p = q0; p < q1; p++) {
         const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
-        const double *sr = s + (p - q0) * half;
         real *dxr = dx + p * c, *dhr = dh + p * hc;
         if (dx != dy) memcpy(dxr, dyr, sizeof(real) * half);
         for (int j = 0; j < half; j++) {
@@ -102,7 +107,7 @@ static void backward_pixels(real *dx, real *dh, const real *dy, const real *x, c
                 dhr[j] = (real)g;
                 dxr[half + j] = (real)g;
             } else {
-                double sj = sr[j];
+                double sj = s[(p - q0) * half + j];
                 dhr[2 * j] = (real)(g * sj);
                 dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * (1.0 - sj));
                 dxr[half + j] = (real)(g * sj);
@@ -113,10 +118,15 @@ static void backward_pixels(real *dx, real *dh, const real *dy, const real *x, c
 
 void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
                        glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
-    size_t rows = (size_t)batch * hw, step = chunk_pixels(c / 2);
+    int half = c / 2, hc = coupling_nn_out(kind, c);
+    size_t rows = (size_t)batch * hw, step = chunk_pixels(half);
     #pragma omp parallel for schedule(static)
-    for (size_t q0 = 0; q0 < rows; q0 += step)
-        backward_pixels(dx, dh, dy, x, h, kind, dlogdet, q0, q0 + step < rows ? q0 + step : rows, c);
+    for (size_t q0 = 0; q0 < rows; q0 += step) {
+        size_t q1 = q0 + step < rows ? q0 + step : rows;
+        double s[step * half];
+        if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
+        backward_chunk(dx, dh, dy, x, h, kind == GLOW_AFFINE ? s : NULL, kind, dlogdet, q0, q1, c);
+    }
 }
 
 /* ---- the network ---------------------------------------------------------------------- */
@@ -144,6 +154,9 @@ static size_t conv_scratch(nn_shape s) {
 #define TILE_BYTES ((size_t)4 << 20)
 
 static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
+
+/* The threads a pass runs on: one per scratch slot, at most one per image. */
+static int thread_count(nn_shape s) { return slots_of(s) < s.batch ? slots_of(s) : s.batch; }
 
 /* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and no more
  * than a thread's share of the batch. */
@@ -337,7 +350,7 @@ static nn_shape group_at(nn_shape s, int b0, int end, int g, size_t *r0) {
 
 void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1, nn_shape s,
                          real *scratch) {
-    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
+    int g = tile_images(s), slots = thread_count(s);
     size_t own_size = tile_scratch(s, g), rows = (size_t)g * s.h * s.w;
     real *packed = packed_available() ? scratch : NULL;
     if (packed) pack_nn(packed, nn, s, 0);
@@ -451,7 +464,7 @@ static void add_thread_gradients(coupling_nn *dnn, const real *scratch, size_t o
 
 void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_acts *a,
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
-    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch;
+    int g = tile_images(s), slots = thread_count(s);
     size_t own_size = tile_backward_scratch(s, g);
     size_t n_params = nn_param_count(s);
     int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
@@ -484,7 +497,7 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
 void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, const real *y,
                                const real *dy, const real *z1, const coupling_nn *nn,
                                glow_coupling kind, double dlogdet, nn_shape s, real *scratch) {
-    int g = tile_images(s), slots = slots_of(s) < s.batch ? slots_of(s) : s.batch, c = 2 * s.cin;
+    int g = tile_images(s), slots = thread_count(s), c = 2 * s.cin;
     size_t own_size = tile_rebuild_scratch(s, g), n_params = nn_param_count(s), image = (size_t)s.h * s.w;
     size_t rows = (size_t)g * image;
     real *packed = packed_available() ? scratch : NULL;
@@ -511,11 +524,13 @@ void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, c
             size_t n = (size_t)ts.batch * image, step = chunk_pixels(s.cin);
             if (packed) nn_forward_packed(&acts, nn, z1 + r0 * s.cin, ts, packed, work);
             else nn_forward(&acts, (coupling_nn *)nn, z1 + r0 * s.cin, ts, work, 0);
-            for (size_t q = 0; q < n; q += step) {
+            for (size_t q = 0; q < n; q += step) { /* the scales once for both passes */
                 size_t q1 = q + step < n ? q + step : n;
-                couple_pixels(x + r0 * c, y + r0 * c, acts.h, kind, q, q1, c, 1);
-                backward_pixels(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, kind, dlogdet,
-                                q, q1, c);
+                double scales[step * s.cin], *sc = kind == GLOW_AFFINE ? scales : NULL;
+                if (sc) affine_scales(sc, acts.h + q * s.cout, (q1 - q) * s.cin);
+                couple_chunk(x + r0 * c, y + r0 * c, acts.h, sc, kind, q, q1, c, 1);
+                backward_chunk(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, sc, kind, dlogdet,
+                               q, q1, c);
             }
             nn_backward(dz1 + r0 * s.cin, &mine, dh, &acts, nn, z1 + r0 * s.cin, ts,
                         packed ? packed + packed_nn_size(s) : NULL, work);

@@ -21,6 +21,25 @@ static real *alloc_real(size_t n, int *ok) {
     return p;
 }
 
+static void workspace_release_store(glow_model *m) {
+    free(m->ws.store_block);
+    m->ws.store_block = NULL;
+    m->ws.store_batch = 0;
+    m->ws.store_memory = 0;
+    for (int i = 0; i < m->n_levels; i++) {
+        free(m->levels[i].store);
+        m->levels[i].store = NULL;
+    }
+}
+
+static void workspace_release_inputs(glow_model *m) {
+    for (int i = 0; i < m->n_levels; i++) {
+        free(m->levels[i].inputs);
+        m->levels[i].inputs = NULL;
+    }
+    m->ws.inputs_batch = 0;
+}
+
 void workspace_free(glow_model *m) {
     workspace *ws = &m->ws;
     real **bufs[] = {&ws->cur, &ws->tmp, &ws->abuf, &ws->dcur, &ws->dtmp, &ws->z, &ws->z1,
@@ -39,14 +58,6 @@ void workspace_free(glow_model *m) {
     ws->batch = 0;
 }
 
-void workspace_release_inputs(glow_model *m) {
-    for (int i = 0; i < m->n_levels; i++) {
-        free(m->levels[i].inputs);
-        m->levels[i].inputs = NULL;
-    }
-    m->ws.inputs_batch = 0;
-}
-
 /* Room for every step's input (c values per pixel per step, a small fraction of what its
  * activations take), for a pass that keeps them. */
 static int workspace_reserve_inputs(glow_model *m, int batch) {
@@ -62,17 +73,6 @@ static int workspace_reserve_inputs(glow_model *m, int batch) {
     }
     m->ws.inputs_batch = batch;
     return GLOW_OK;
-}
-
-void workspace_release_store(glow_model *m) {
-    free(m->ws.store_block);
-    m->ws.store_block = NULL;
-    m->ws.store_batch = 0;
-    m->ws.store_memory = 0;
-    for (int i = 0; i < m->n_levels; i++) {
-        free(m->levels[i].store);
-        m->levels[i].store = NULL;
-    }
 }
 
 static nn_shape nn_shape_of(const glow_model *m, const level *lv, int batch) {

@@ -67,7 +67,5 @@ struct glow_model {
 void workspace_free(glow_model *m);
 /* GLOW_OK if every fixed permutation tensor holds a permutation (checked on load). */
 int glow_model_check_fixed(const glow_model *m);
-void workspace_release_store(glow_model *m);
-void workspace_release_inputs(glow_model *m);
 
 #endif
