@@ -260,7 +260,8 @@ void zeroconv_forward(real *out, const real *x, const real *w, const real *b, co
 }
 
 /* out = c e with c = conv + b and e = exp(3 logs): dlogs = 3 sum(dout out), dc = dout e.
- * dx from the weights packed for the backward pass when packed is not NULL. */
+ * dx from the weights packed for the backward pass when packed is not NULL, and then
+ * overwritten (dx = ...), not added to. */
 static void zeroconv_backward_with(real *dx, real *dw, real *db, real *dlogs, real *dout,
                                    const real *out, const real *x, const real *w,
                                    const real *packed, const real *logs, int batch, int h,
@@ -270,7 +271,7 @@ static void zeroconv_backward_with(real *dx, real *dw, real *db, real *dlogs, re
     channel_sums(sums, dout, out, rows, cout);
     for (int j = 0; j < cout; j++) dlogs[j] += (real)(ACTNORM_SCALE * sums[j]);
     output_scale(dout, logs, rows, cout);
-    if (packed) conv3x3_backward_packed(dx, dw, db, dout, x, packed, batch, h, w_, cin, cout, scratch);
+    if (packed) conv3x3_backward_packed(dx, 0, dw, db, dout, x, packed, batch, h, w_, cin, cout, scratch);
     else conv3x3_backward(dx, dw, db, dout, x, w, batch, h, w_, cin, cout, scratch);
 }
 
@@ -419,19 +420,22 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
     if (packed) packed_parts(packed, s, p);
     /* dr2 and dr1 share a buffer laid after the scratch the 3x3 convolutions need. */
     real *dr = scratch + conv_scratch(s);
-    memset(dr, 0, sizeof(real) * rows * s.width);
+    if (!packed) memset(dr, 0, sizeof(real) * rows * s.width);
     zeroconv_backward_with(dr, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, p[2],
                            nn->logs3, s.batch, s.h, s.w, s.width, s.cout, scratch);
     relu_actnorm_backward(dr, dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
     /* d r1 = d conv2-output @ w2 cannot overwrite dr in place: it goes to the scratch, and
      * the next pass brings it back to dr (the 3x3 convolution's backward needs the scratch). */
     real *dr1 = scratch;
-    memset(dr1, 0, sizeof(real) * rows * s.width);
-    if (packed) conv1x1_backward_packed(dr1, dnn->w2, dr, a->r1, p[1], rows, s.width, s.width);
-    else conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
+    if (packed) {
+        conv1x1_backward_packed(dr1, 0, dnn->w2, dr, a->r1, p[1], rows, s.width, s.width);
+    } else {
+        memset(dr1, 0, sizeof(real) * rows * s.width);
+        conv1x1_backward(dr1, dnn->w2, dr, a->r1, nn->w2, rows, s.width, s.width);
+    }
     relu_actnorm_backward(dr, dr1, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
     if (packed)
-        conv3x3_backward_packed(dz1, dnn->w1, NULL, dr, z1, p[0], s.batch, s.h, s.w, s.cin,
+        conv3x3_backward_packed(dz1, 1, dnn->w1, NULL, dr, z1, p[0], s.batch, s.h, s.w, s.cin,
                                 s.width, scratch);
     else
         conv3x3_backward(dz1, dnn->w1, NULL, dr, z1, nn->w1, s.batch, s.h, s.w, s.cin, s.width,

@@ -266,9 +266,10 @@ static void gemm_dx(real *dx, const real *a, const real *w, const real *packed, 
     else gemm(0, 0, (int)rows, n, k, 1, a, k, w, n, add ? 1 : 0, dx, n);
 }
 
-static void conv3x3_backward_with(real *dx, real *dw, real *dbias, const real *dout,
-                                  const real *x, const real *w, const real *packed, int batch,
-                                  int h, int width, int cin, int cout, real *scratch) {
+static void conv3x3_backward_with(real *dx, int dx_add, real *dw, real *dbias,
+                                  const real *dout, const real *x, const real *w,
+                                  const real *packed, int batch, int h, int width, int cin,
+                                  int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     if (dbias) {
         double sums[cout];
@@ -279,13 +280,14 @@ static void conv3x3_backward_with(real *dx, real *dw, real *dbias, const real *d
         /* dW[co*9 + tap, ci] = sum_p g[p, co*9 + tap] x[p, ci]; dx = g W. */
         tap_spread(scratch, dout, batch, h, width, cout);
         gemm(1, 0, 9 * cout, cin, (int)rows, 1, scratch, 9 * cout, x, cin, 1, dw, cin);
-        if (dx) gemm_dx(dx, scratch, w, packed, rows, cin, 9 * cout, 1);
+        if (dx) gemm_dx(dx, scratch, w, packed, rows, cin, 9 * cout, dx_add);
         return;
     }
     im2col3x3(scratch, x, batch, h, width, cin);
     gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
     if (dx) {
         gemm_dx(scratch, dout, w, packed, rows, 9 * cin, cout, 0);
+        if (!dx_add) memset(dx, 0, sizeof(real) * rows * cin);
         col2im3x3_add(dx, scratch, batch, h, width, cin);
     }
 }
@@ -293,14 +295,14 @@ static void conv3x3_backward_with(real *dx, real *dw, real *dbias, const real *d
 void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
                       const real *w, int batch, int h, int width, int cin, int cout,
                       real *scratch) {
-    conv3x3_backward_with(dx, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout, scratch);
+    conv3x3_backward_with(dx, 1, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout, scratch);
 }
 
-void conv3x3_backward_packed(real *dx, real *dw, real *dbias, const real *dout, const real *x,
-                             const real *packed, int batch, int h, int width, int cin, int cout,
-                             real *scratch) {
-    conv3x3_backward_with(dx, dw, dbias, dout, x, NULL, packed, batch, h, width, cin, cout,
-                          scratch);
+void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const real *dout,
+                             const real *x, const real *packed, int batch, int h, int width,
+                             int cin, int cout, real *scratch) {
+    conv3x3_backward_with(dx, dx_add, dw, dbias, dout, x, NULL, packed, batch, h, width, cin,
+                          cout, scratch);
 }
 
 void conv3x3_forward_ref(real *out, const real *x, const real *w, const real *bias, int batch,
@@ -354,10 +356,10 @@ void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const
     if (dx) gemm_dx(dx, dout, w, NULL, rows, cin, cout, 1);
 }
 
-void conv1x1_backward_packed(real *dx, real *dw, const real *dout, const real *x,
+void conv1x1_backward_packed(real *dx, int dx_add, real *dw, const real *dout, const real *x,
                              const real *packed, size_t rows, int cin, int cout) {
     gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
-    if (dx) gemm_dx(dx, dout, NULL, packed, rows, cin, cout, 1);
+    if (dx) gemm_dx(dx, dout, NULL, packed, rows, cin, cout, dx_add);
 }
 
 #define SUM_CHUNKS 64
