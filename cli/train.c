@@ -405,7 +405,8 @@ int cmd_train(int argc, char **argv) {
     double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN, best_test = INFINITY;
     char best_path[4200];
     snprintf(best_path, sizeof best_path, "%s.best", o.checkpoint);
-    int n_interval = 0, redone_interval = 0; /* steps of the interval redone exactly (glow.h) */
+    /* steps of the interval redone exactly, and that kept their inputs after one (glow.h) */
+    int n_interval = 0, redone_interval = 0, exact_interval = 0;
     long long start_step = st.step;
     glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
     int status = 0;
@@ -456,6 +457,7 @@ int cmd_train(int argc, char **argv) {
         bpd_sum += ss.bpd;
         n_interval++;
         redone_interval += ss.recomputed;
+        exact_interval += ss.inputs_kept;
 
         int last = st.step == total;
         if (st.step % o.log_every == 0 || last) {
@@ -477,13 +479,14 @@ int cmd_train(int argc, char **argv) {
                         "inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
                     "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"redone\":%d,"
-                    "\"time_s\":%.1f}\n", (long long)st.step,
+                    "\"inputs_kept\":%d,\"time_s\":%.1f}\n", (long long)st.step,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, mean_bpd,
                     glow_optimizer_lr(&opt), ips, gnorm, (long long)st.skipped, redone_interval,
-                    now_seconds() - t_start);
+                    exact_interval, now_seconds() - t_start);
             fflush(metrics);
             curve_add(&cv, st.step, mean_bpd, NAN);
-            bpd_sum = 0, n_interval = 0, redone_interval = 0, t_interval = now_seconds();
+            bpd_sum = 0, n_interval = 0, redone_interval = 0, exact_interval = 0;
+            t_interval = now_seconds();
         }
         if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {
             swap_average(m, &opt);

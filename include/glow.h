@@ -163,8 +163,10 @@ typedef struct glow_step_stats {
     double class_bits; /* mean class cross-entropy in bits (0 without a class loss) */
     double max_rebuild_error; /* largest |input rebuilt by the backward pass - input| */
     int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone
-                        keeping every flow step's input: exact gradients, and for that step
-                        c values per pixel per flow step more memory */
+                        keeping every flow step's input: exact gradients, for c values per
+                        pixel per flow step more memory, held for the next 50 steps */
+    int inputs_kept; /* 1: every flow step's input was kept from the start, so none was
+                        rebuilt: the 50 steps after a redone one do that */
     int kept_steps;  /* flow steps whose activations were kept (see activation memory) */
 } glow_step_stats;
 

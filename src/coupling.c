@@ -498,9 +498,10 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
  * the network's forward pass on z1 (y's unchanged half), the coupling's inverse, its
  * backward pass and the network's, while the group's hidden activations are in cache
  * (they never exist for the whole batch). */
-void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, const real *y,
-                               const real *dy, const real *z1, const coupling_nn *nn,
-                               glow_coupling kind, double dlogdet, nn_shape s, real *scratch) {
+void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupling_nn *dnn,
+                               const real *y, const real *dy, const real *z1,
+                               const coupling_nn *nn, glow_coupling kind, double dlogdet,
+                               nn_shape s, real *scratch) {
     int g = tile_images(s), slots = thread_count(s), c = 2 * s.cin;
     size_t own_size = tile_rebuild_scratch(s, g), n_params = nn_param_count(s), image = (size_t)s.h * s.w;
     size_t rows = (size_t)g * image;
@@ -532,7 +533,7 @@ void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, c
                 size_t q1 = q + step < n ? q + step : n;
                 double scales[step * s.cin], *sc = kind == GLOW_AFFINE ? scales : NULL;
                 if (sc) affine_scales(sc, acts.h + q * s.cout, (q1 - q) * s.cin);
-                couple_chunk(x + r0 * c, y + r0 * c, acts.h, sc, kind, q, q1, c, 1);
+                if (!x_known) couple_chunk(x + r0 * c, y + r0 * c, acts.h, sc, kind, q, q1, c, 1);
                 backward_chunk(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, sc, kind, dlogdet,
                                q, q1, c);
             }

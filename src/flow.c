@@ -360,25 +360,25 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
         a = kept->a;
         if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
         copy_columns(ws->z1, half, ws->tmp, c, rows, half);
-    } else if (input) { /* the forward pass again from the kept input: exact */
+    } else if (input) { /* the coupling's input again from the kept input: exact */
         actnorm_forward(ws->abuf, NULL, input, p + s->an_b, p + s->an_s, batch, hw, c);
         a = ws->abuf;
         if ((rc = perm_forward(m, s, ws->tmp, a, NULL, batch, hw, c)) != GLOW_OK) return rc;
-        copy_columns(ws->z1, half, ws->tmp, c, rows, half);
-        acts = (coupling_acts){ws->r1, ws->r2, ws->h};
-        coupling_nn_forward(&acts, &nn, ws->z1, shape, ws->scratch);
     }
     /* Coupling: dp = d(coupling input) in dtmp; the network adds dz1 to the first half. */
     memset(ws->dz1, 0, sizeof(real) * rows * half);
-    if (kept || input) {
+    if (kept) {
         coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling, g, batch,
                           hw, c);
         coupling_nn_backward(ws->dz1, &dnn, ws->dh, &acts, &nn, ws->z1, shape, ws->scratch);
-    } else { /* rebuilt: the coupling's inverse and backward in one pass over image groups */
+    } else { /* the network's forward pass and the coupling's inverse (unless the input is
+              * kept) and backward, in one pass over image groups; z1 is the same half of
+              * the output (exact when the input is kept) and of the input */
         copy_columns(ws->z1, half, ws->cur, c, rows, half);
-        coupling_rebuild_backward(ws->tmp, ws->dtmp, ws->dz1, &dnn, ws->cur, ws->dcur, ws->z1, &nn,
-                                  m->cfg.coupling, g, shape, ws->scratch);
-        if ((rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK) return rc;
+        coupling_rebuild_backward(ws->tmp, input != NULL, ws->dtmp, ws->dz1, &dnn, ws->cur,
+                                  ws->dcur, ws->z1, &nn, m->cfg.coupling, g, shape, ws->scratch);
+        if (!input && (rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK)
+            return rc;
         a = ws->abuf;
     }
     #pragma omp parallel for schedule(static)
@@ -735,20 +735,34 @@ int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int b
                           glow_step_stats *stats, glow_real *dx) {
     glow_step_stats st;
     int rc = check_labels(m, y, batch, 1);
-    if (rc == GLOW_OK) rc = train_pass(m, x, y, batch, m->activation_memory, 0, &st, dx);
     if (rc != GLOW_OK) return rc;
+    int rebuilds = m->activation_memory != SIZE_MAX, exact = rebuilds && m->exact_steps_left > 0;
+    if (!rebuilds && m->exact_steps_left > 0) { /* switched to keeping every activation */
+        workspace_release_inputs(m);
+        m->exact_steps_left = 0;
+    }
+    rc = train_pass(m, x, y, batch, m->activation_memory, exact, &st, dx);
+    if (rc == GLOW_OK && exact) {
+        st.inputs_kept = 1;
+        if (--m->exact_steps_left == 0) workspace_release_inputs(m);
+    }
     /* A nearly singular layer (an affine scale near 0, say) can make the rebuilt inputs
      * drift. Then the step is done again keeping every step's input from the forward pass,
      * which is exact and costs c values per pixel per step (not the activations' 2 width
-     * more), and that memory is given back at once. */
-    if (m->activation_memory != SIZE_MAX && isfinite(st.loss) &&
+     * more). The next DRIFT_WINDOW steps keep them straight away, and give that memory back
+     * after: a spell of drift costs one step redone, not one per step. */
+    if (rc == GLOW_OK && rebuilds && !exact && isfinite(st.loss) &&
         !(st.max_rebuild_error <= REBUILD_TOLERANCE)) {
         double drift = st.max_rebuild_error;
         rc = train_pass(m, x, y, batch, m->activation_memory, 1, &st, dx);
-        workspace_release_inputs(m);
-        if (rc != GLOW_OK) return rc;
         st.recomputed = 1;
         st.max_rebuild_error = drift;
+        m->exact_steps_left = DRIFT_WINDOW;
+    }
+    if (rc != GLOW_OK) {
+        workspace_release_inputs(m);
+        m->exact_steps_left = 0;
+        return rc;
     }
     if (stats) *stats = st;
     return GLOW_OK;

@@ -117,10 +117,12 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
 /* The memory-saving mode's backward pass through a coupling from its output y (rows,
  * c = 2 cin) and dy: x = the coupling's input (coupling_inverse), dx = coupling_backward's
  * (the network's part excluded), dz1 += and dnn += the network's backward pass, with z1 =
- * y's first half, contiguous. Runs image group by image group, like the network. */
-void coupling_rebuild_backward(real *x, real *dx, real *dz1, coupling_nn *dnn, const real *y,
-                               const real *dy, const real *z1, const coupling_nn *nn,
-                               glow_coupling kind, double dlogdet, nn_shape s, real *scratch);
+ * y's first half, contiguous. With x_known, x already holds the exact input (a kept one)
+ * and y is not read. Runs image group by image group, like the network. */
+void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupling_nn *dnn,
+                               const real *y, const real *dy, const real *z1,
+                               const coupling_nn *nn, glow_coupling kind, double dlogdet,
+                               nn_shape s, real *scratch);
 
 /* ---- zero-initialised conv3x3 (prior of a split): out = (conv3x3(x) + b) * exp(3 logs) -- */
 void zeroconv_forward(real *out, const real *x, const real *w, const real *b, const real *logs,

@@ -839,26 +839,33 @@ TEST(layer_coupling_rebuild_backward) {
         double gmax = 0;
         for (size_t i = 0; i < n_params; i++) gmax = fmax(gmax, fabs(grad_ref[i]));
         double tol = IS_DOUBLE ? 1e-12 : 1e-4;
-        for (int slots = 1; slots <= 3; slots++) {
-            s.slots = slots;
-            size_t n_scratch = coupling_nn_scratch(s);
-            real *scratch = scratch_with_canary(&p, n_scratch);
-            real *x = pool_reals(&p, rows * c), *dx = pool_reals(&p, rows * c);
-            real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
-            memset(dz1, 0, sizeof(real) * rows * s.cin);
-            memset(grad, 0, sizeof(real) * n_params);
-            coupling_nn dnn = nn_at_block(grad, sz);
-            coupling_rebuild_backward(x, dx, dz1, &dnn, y, dy, z1, &nn, coupling, -0.25, s, scratch);
-            const char *name = kind ? "affine" : "additive";
-            CHECK(max_abs_diff(x, x_ref, rows * c) <= tol, "%s, slots %d: x differs", name, slots);
-            CHECK(max_abs_diff(dx, dx_ref, rows * c) <= tol, "%s, slots %d: dx differs", name, slots);
-            CHECK(max_abs_diff(dz1, dz1_ref, rows * s.cin) <= tol, "%s, slots %d: dz1 differs", name, slots);
-            CHECK(max_abs_diff(grad, grad_ref, n_params) <= tol * (1 + gmax),
-                  "%s, slots %d: parameter gradients differ by %g", name, slots,
-                  max_abs_diff(grad, grad_ref, n_params));
-            CHECK(canary_intact(scratch, n_scratch), "%s, slots %d: the pass wrote past coupling_nn_scratch",
-                  name, slots);
-        }
+        /* With the input known (a kept one), x stays as given and y is not read: NaN here. */
+        real *y_unread = filled(&p, rows * c, 104, NAN, NAN);
+        for (int known = 0; known < 2; known++)
+            for (int slots = 1; slots <= 3; slots++) {
+                s.slots = slots;
+                size_t n_scratch = coupling_nn_scratch(s);
+                real *scratch = scratch_with_canary(&p, n_scratch);
+                real *x = pool_reals(&p, rows * c), *dx = pool_reals(&p, rows * c);
+                real *dz1 = pool_reals(&p, rows * s.cin), *grad = pool_reals(&p, n_params);
+                memset(dz1, 0, sizeof(real) * rows * s.cin);
+                memset(grad, 0, sizeof(real) * n_params);
+                if (known) memcpy(x, x_ref, sizeof(real) * rows * c);
+                coupling_nn dnn = nn_at_block(grad, sz);
+                coupling_rebuild_backward(x, known, dx, dz1, &dnn, known ? y_unread : y, dy, z1, &nn,
+                                          coupling, -0.25, s, scratch);
+                const char *name = kind ? (known ? "affine, input known" : "affine")
+                                        : (known ? "additive, input known" : "additive");
+                CHECK(max_abs_diff(x, x_ref, rows * c) <= (known ? 0 : tol), "%s, slots %d: x differs",
+                      name, slots);
+                CHECK(max_abs_diff(dx, dx_ref, rows * c) <= tol, "%s, slots %d: dx differs", name, slots);
+                CHECK(max_abs_diff(dz1, dz1_ref, rows * s.cin) <= tol, "%s, slots %d: dz1 differs", name, slots);
+                CHECK(max_abs_diff(grad, grad_ref, n_params) <= tol * (1 + gmax),
+                      "%s, slots %d: parameter gradients differ by %g", name, slots,
+                      max_abs_diff(grad, grad_ref, n_params));
+                CHECK(canary_intact(scratch, n_scratch), "%s, slots %d: the pass wrote past coupling_nn_scratch",
+                      name, slots);
+            }
         pool_free(&p);
     }
 }
