@@ -474,9 +474,10 @@ int cmd_train(int argc, char **argv) {
                     "lr %.2g  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
                     test_s, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
-            if (redone_interval)
-                fprintf(stderr, "%s(%d of the last %d steps redone from kept inputs: the rebuilt "
-                        "inputs drifted)\n", tty ? "\n" : "", redone_interval, n_interval);
+            if (redone_interval || exact_interval)
+                fprintf(stderr, "%s(of the last %d steps, %d redone from kept inputs because the "
+                        "rebuilt inputs drifted, %d kept their inputs after such a step)\n",
+                        tty ? "\n" : "", n_interval, redone_interval, exact_interval);
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
                     "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"redone\":%d,"
                     "\"inputs_kept\":%d,\"time_s\":%.1f}\n", (long long)st.step,
