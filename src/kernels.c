@@ -266,10 +266,9 @@ static void gemm_dx(real *dx, const real *a, const real *w, const real *packed, 
     else gemm(0, 0, (int)rows, n, k, 1, a, k, w, n, add ? 1 : 0, dx, n);
 }
 
-static void conv3x3_backward_with(real *dx, int dx_add, real *dw, real *dbias,
-                                  const real *dout, const real *x, const real *w,
-                                  const real *packed, int batch, int h, int width, int cin,
-                                  int cout, real *scratch) {
+void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const real *dout,
+                             const real *x, const real *w, const real *packed, int batch,
+                             int h, int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     if (dbias) {
         double sums[cout];
@@ -295,14 +294,8 @@ static void conv3x3_backward_with(real *dx, int dx_add, real *dw, real *dbias,
 void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
                       const real *w, int batch, int h, int width, int cin, int cout,
                       real *scratch) {
-    conv3x3_backward_with(dx, 1, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout, scratch);
-}
-
-void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const real *dout,
-                             const real *x, const real *packed, int batch, int h, int width,
-                             int cin, int cout, real *scratch) {
-    conv3x3_backward_with(dx, dx_add, dw, dbias, dout, x, NULL, packed, batch, h, width, cin,
-                          cout, scratch);
+    conv3x3_backward_packed(dx, 1, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout,
+                            scratch);
 }
 
 void conv3x3_forward_ref(real *out, const real *x, const real *w, const real *bias, int batch,
@@ -352,14 +345,13 @@ void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int c
 
 void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
                       size_t rows, int cin, int cout) {
-    gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
-    if (dx) gemm_dx(dx, dout, w, NULL, rows, cin, cout, 1);
+    conv1x1_backward_packed(dx, 1, dw, dout, x, w, NULL, rows, cin, cout);
 }
 
 void conv1x1_backward_packed(real *dx, int dx_add, real *dw, const real *dout, const real *x,
-                             const real *packed, size_t rows, int cin, int cout) {
+                             const real *w, const real *packed, size_t rows, int cin, int cout) {
     gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
-    if (dx) gemm_dx(dx, dout, NULL, packed, rows, cin, cout, dx_add);
+    if (dx) gemm_dx(dx, dout, w, packed, rows, cin, cout, dx_add);
 }
 
 #define SUM_CHUNKS 64

@@ -143,14 +143,14 @@ TEST(kernel_conv3x3_backward) {
             real *packed = malloc(sizeof(real) * conv3x3_packed_size(s.cin, s.cout));
             conv3x3_pack(packed, w, s.cin, s.cout, 1);
             fill(dx, nx, 60 + t), fill(dw, nw, 61 + t), fill(db, s.cout, 62 + t);
-            conv3x3_backward_packed(dx, 1, dw, db, dout, x, packed, s.batch, s.h, s.w, s.cin,
-                                    s.cout, scratch);
+            conv3x3_backward_packed(dx, 1, dw, db, dout, x, NULL, packed, s.batch, s.h, s.w,
+                                    s.cin, s.cout, scratch);
             check_close(SHAPE_MSG("packed: dx"), dx, dx_ref, nx, REL_TOL);
             check_close(SHAPE_MSG("packed: dw"), dw, dw_ref, nw, REL_TOL);
             check_close(SHAPE_MSG("packed: dbias"), db, db_ref, s.cout, REL_TOL);
             fill(dx, nx, 60 + t);
-            conv3x3_backward_packed(dx, 0, dw, NULL, dout, x, packed, s.batch, s.h, s.w, s.cin,
-                                    s.cout, scratch);
+            conv3x3_backward_packed(dx, 0, dw, NULL, dout, x, NULL, packed, s.batch, s.h, s.w,
+                                    s.cin, s.cout, scratch);
             check_close(SHAPE_MSG("packed: dx overwritten"), dx, dx0, nx, REL_TOL);
             free(packed);
         }
@@ -265,7 +265,7 @@ TEST(kernel_conv1x1) {
             real *packed = malloc(sizeof(real) * packed_size(cin, cout));
             pack_weights(packed, w, cin, cout, 1);
             fill(dx, rows * cin, 74 + t), fill(dw, (size_t)cout * cin, 75 + t);
-            conv1x1_backward_packed(dx, 1, dw, dout, x, packed, rows, cin, cout);
+            conv1x1_backward_packed(dx, 1, dw, dout, x, NULL, packed, rows, cin, cout);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dx", rows, cin, cout);
             check_close(what, dx, dx_ref, rows * cin, REL_TOL);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dw", rows, cin, cout);
@@ -273,7 +273,7 @@ TEST(kernel_conv1x1) {
             /* without dx_add, dx = dout w: the reference's sum minus the prefill */
             real *prefill = new_filled(rows * cin, 74 + t);
             for (size_t i = 0; i < rows * cin; i++) dx_ref[i] -= prefill[i];
-            conv1x1_backward_packed(dx, 0, dw, dout, x, packed, rows, cin, cout);
+            conv1x1_backward_packed(dx, 0, dw, dout, x, NULL, packed, rows, cin, cout);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dx overwritten", rows, cin, cout);
             check_close(what, dx, dx_ref, rows * cin, 10 * REL_TOL);
             free(prefill);
