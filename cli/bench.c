@@ -33,7 +33,9 @@ static const char *help =
     "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32 for 28x28x1,\n"
     "                        L=2, width 128, batch 64 (in both memory modes)\n"
     "  --json                one JSON object per line on stdout\n"
-    "  --threads T           threads (default: all cores)\n";
+    "  --threads T           threads (default: all cores)\n"
+    "  --matmul fp32|bf16x3  the networks' matrix products in float, or on AMX (bf16x3: about\n"
+    "                        4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 /* Forward multiply-add FLOPs (2 per MAC) of one image through every convolution. */
 static double forward_flops(const glow_config *cfg) {
@@ -242,7 +244,7 @@ static int own_option(void *ctx, int c, const char *arg) {
 
 int cmd_bench(int argc, char **argv) {
     static const struct option opts[] = {
-        OPTION_THREADS, OPTION_HELP, {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES},
+        OPTION_THREADS, OPTION_MATMUL, OPTION_HELP, {"config", 1, 0, O_CONFIG}, {"phases", 1, 0, O_PHASES},
         {"repeats", 1, 0, O_REPEATS}, {"store-activations", 0, 0, O_STORE},
         {"activation-memory", 1, 0, O_ACT_MEMORY},
         {"mem-sweep", 0, 0, O_MEM_SWEEP}, {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
@@ -252,6 +254,7 @@ int cmd_bench(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     glow_set_threads(co.threads);
+    if (use_matmul(co.matmul)) return EXIT_USER;
     const char *config_list = o.configs, *phases = o.phases;
     int repeats = o.repeats, store = o.store, sweep = o.sweep, json = o.json;
     if (store && o.activation_mib > 0)
@@ -259,7 +262,9 @@ int cmd_bench(int argc, char **argv) {
     size_t memory = store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
     char cpu[256];
     cpu_name(cpu, sizeof cpu);
-    fprintf(stderr, "glow bench: %d threads; %s; %s\n", glow_get_threads(), glow_blas_info(), cpu);
+    const char *matmul = glow_get_matmul() == GLOW_MATMUL_BF16X3 ? "bf16x3" : "fp32";
+    fprintf(stderr, "glow bench: %d threads; %s; %s; matrix products %s\n", glow_get_threads(),
+            glow_blas_info(), cpu, matmul);
     double peak = 0;
     in_child(peak_in_child, NULL, &peak, sizeof peak);
     fprintf(stderr, "BLAS GEMM 2048x2048x2048: %.1f GFLOP/s (best of 7): the peak below\n", peak);
@@ -309,9 +314,9 @@ int cmd_bench(int argc, char **argv) {
                 printf("{\"config\":\"%s\",\"phase\":\"%s\",\"batch\":%d,\"img_per_s\":%.3f,"
                        "\"gflops\":%.2f,\"blas_peak_gflops\":%.1f,\"peak_rss_mib\":%.1f,\"threads\":%d,"
                        "\"store_activations\":%d,\"activation_memory_mib\":%g,\"kept_steps\":%d,"
-                       "\"recomputed\":%d}\n", b->name, ph, b->batch, r.img_per_s, r.gflops, peak,
-                       r.peak_rss_mib, glow_get_threads(), store, o.activation_mib, r.kept_steps,
-                       r.recomputed);
+                       "\"recomputed\":%d,\"matmul\":\"%s\"}\n", b->name, ph, b->batch, r.img_per_s,
+                       r.gflops, peak, r.peak_rss_mib, glow_get_threads(), store, o.activation_mib,
+                       r.kept_steps, r.recomputed, matmul);
             fprintf(stderr, "%-12s %-7s %10.2f %10.1f %7.0f%% %10.0f", b->name, ph, r.img_per_s,
                     r.gflops, 100 * r.gflops / peak, r.peak_rss_mib);
             if (!strcmp(ph, "train") && memory)

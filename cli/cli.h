@@ -22,7 +22,7 @@ extern const char *cli_command; /* "train", "eval", ... for messages */
 /* Options shared by several commands: one spelling and one meaning everywhere. A command
  * lists the ones it takes in its option table with these macros. */
 enum { OPT_CHECKPOINT = 1000, OPT_DATA, OPT_SPLIT, OPT_N, OPT_BATCH, OPT_RAW, OPT_THREADS,
-       OPT_OUT, OPT_HELP };
+       OPT_OUT, OPT_MATMUL, OPT_HELP };
 #define OPTION_CHECKPOINT {"checkpoint", required_argument, 0, OPT_CHECKPOINT}
 #define OPTION_DATA {"data", required_argument, 0, OPT_DATA}
 #define OPTION_SPLIT {"split", required_argument, 0, OPT_SPLIT}
@@ -31,10 +31,11 @@ enum { OPT_CHECKPOINT = 1000, OPT_DATA, OPT_SPLIT, OPT_N, OPT_BATCH, OPT_RAW, OP
 #define OPTION_RAW {"raw", no_argument, 0, OPT_RAW}
 #define OPTION_THREADS {"threads", required_argument, 0, OPT_THREADS}
 #define OPTION_OUT {"out", required_argument, 0, OPT_OUT}
+#define OPTION_MATMUL {"matmul", required_argument, 0, OPT_MATMUL}
 #define OPTION_HELP {"help", no_argument, 0, OPT_HELP}
 
 typedef struct common_opts {
-    const char *checkpoint, *data, *split, *out;
+    const char *checkpoint, *data, *split, *out, *matmul;
     int n, batch, raw, threads;
 } common_opts;
 
@@ -45,7 +46,11 @@ typedef int (*own_option_fn)(void *ctx, int c, const char *arg);
  * a usage error's exit status. Positional arguments stay at argv[optind...]. */
 int parse_command_line(int argc, char **argv, const struct option *opts, const char *help,
                        common_opts *common, own_option_fn own, void *ctx);
-/* Threads, then the model of --checkpoint (its Polyak average unless --raw). Returns 0, or
+/* The precision of the networks' matrix products from --matmul (NULL: fp32). Returns 0,
+ * or the exit status of the error it printed (bf16x3 where the CPU has no AMX). */
+int check_matmul_option(const char *arg);
+int use_matmul(const char *matmul);
+/* Threads, matrix products, then the model of --checkpoint (its Polyak average unless --raw). Returns 0, or
  * the exit status of the error it printed. */
 int open_model(const common_opts *common, glow_model **m);
 

@@ -121,6 +121,7 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
         case OPT_BATCH: rc = parse_int("--batch", optarg, 1, 1 << 16, &co->batch) ? EXIT_USAGE : 0; break;
         case OPT_RAW: co->raw = 1; break;
         case OPT_THREADS: rc = parse_int("--threads", optarg, 1, 4096, &co->threads) ? EXIT_USAGE : 0; break;
+        case OPT_MATMUL: rc = check_matmul_option(optarg); co->matmul = optarg; break;
         case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         case '?': return cli_usage_error("unknown option '%s'", argv[optind - 1]);
         default: rc = own ? own(ctx, c, optarg) : cli_usage_error("unknown option");
@@ -130,9 +131,20 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
     return 0;
 }
 
+int check_matmul_option(const char *arg) {
+    if (!strcmp(arg, "fp32") || !strcmp(arg, "bf16x3")) return 0;
+    return cli_usage_error("--matmul '%s': expected fp32 or bf16x3", arg);
+}
+
+int use_matmul(const char *matmul) {
+    glow_matmul m = matmul && !strcmp(matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
+    return glow_set_matmul(m) == GLOW_OK ? 0 : cli_error("--matmul %s: %s", matmul, glow_last_error());
+}
+
 int open_model(const common_opts *co, glow_model **m) {
     if (!co->checkpoint) return cli_usage_error("--checkpoint FILE is required");
     glow_set_threads(co->threads);
+    if (use_matmul(co->matmul)) return EXIT_USER;
     *m = glow_checkpoint_load(co->checkpoint, !co->raw, NULL, NULL);
     return *m ? 0 : cli_error("%s", glow_last_error());
 }

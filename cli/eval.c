@@ -18,7 +18,9 @@ static const char *help =
     "  --seed S            dequantisation noise seed (default 0)\n"
     "  --raw               the raw weights instead of the Polyak average\n"
     "  --json              one JSON object on stdout\n"
-    "  --threads T         threads (default: all cores)\n";
+    "  --threads T         threads (default: all cores)\n"
+    "  --matmul fp32|bf16x3 the networks' matrix products in float, or on AMX (bf16x3: about\n"
+    "                      4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 enum { O_IMAGE_SIZE = 256, O_SEED, O_JSON };
 typedef struct eval_opts {
@@ -39,7 +41,7 @@ static int own_option(void *ctx, int c, const char *arg) {
 int cmd_eval(int argc, char **argv) {
     static const struct option opts[] = {
         OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_N, OPTION_BATCH, OPTION_RAW,
-        OPTION_THREADS, OPTION_HELP, {"image-size", 1, 0, O_IMAGE_SIZE}, {"seed", 1, 0, O_SEED},
+        OPTION_THREADS, OPTION_MATMUL, OPTION_HELP, {"image-size", 1, 0, O_IMAGE_SIZE}, {"seed", 1, 0, O_SEED},
         {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
     common_opts co = {.data = DEFAULT_DATA, .split = "test", .batch = 256};
     eval_opts o = {0};

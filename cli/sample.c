@@ -15,7 +15,9 @@ static const char *help =
     "  --label Y           class for a class-conditional model (default 0)\n"
     "  --out FILE          the PNG (default samples.png)\n"
     "  --raw               the raw weights instead of the Polyak average\n"
-    "  --threads T         threads (default: all cores)\n";
+    "  --threads T         threads (default: all cores)\n"
+    "  --matmul fp32|bf16x3 the networks' matrix products in float, or on AMX (bf16x3: about\n"
+    "                      4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 enum { O_TEMPERATURE = 256, O_SEED, O_LABEL };
 typedef struct sample_opts {
@@ -37,7 +39,7 @@ static int own_option(void *ctx, int c, const char *arg) {
 
 int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
-        OPTION_CHECKPOINT, OPTION_N, OPTION_OUT, OPTION_RAW, OPTION_THREADS, OPTION_HELP,
+        OPTION_CHECKPOINT, OPTION_N, OPTION_OUT, OPTION_RAW, OPTION_THREADS, OPTION_MATMUL, OPTION_HELP,
         {"temperature", 1, 0, O_TEMPERATURE}, {"seed", 1, 0, O_SEED}, {"label", 1, 0, O_LABEL},
         {0, 0, 0, 0}};
     common_opts co = {.n = 64, .out = "samples.png"};

@@ -63,14 +63,16 @@ static const char *help =
     "  --eval-n N            test images for the periodic evaluation (default 2000)\n"
     "  --sample-every N      sample grid at T=0.7 every N steps (default 1000)\n"
     "  --log-every N         progress and metrics every N steps (default 10)\n"
-    "  --threads T           threads (default: all cores)\n";
+    "  --threads T           threads (default: all cores)\n"
+    "  --matmul fp32|bf16x3  the networks' matrix products in float, or on AMX (bf16x3: about\n"
+    "                        4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 enum {
     O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_PERMUTATION,
     O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
     O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY,
     O_MAX_SKIPS, O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
-    O_SAMPLE_EVERY, O_LOG_EVERY, O_THREADS, O_HELP, O_COUNT
+    O_SAMPLE_EVERY, O_LOG_EVERY, O_THREADS, O_MATMUL, O_HELP, O_COUNT
 };
 
 static const struct option long_options[] = {
@@ -88,10 +90,10 @@ static const struct option long_options[] = {
     {"save-every", 1, 0, O_SAVE_EVERY}, {"save-minutes", 1, 0, O_SAVE_MINUTES},
     {"eval-every", 1, 0, O_EVAL_EVERY}, {"eval-n", 1, 0, O_EVAL_N},
     {"sample-every", 1, 0, O_SAMPLE_EVERY}, {"log-every", 1, 0, O_LOG_EVERY},
-    {"threads", 1, 0, O_THREADS}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
+    {"threads", 1, 0, O_THREADS}, {"matmul", 1, 0, O_MATMUL}, {"help", 0, 0, O_HELP}, {0, 0, 0, 0}};
 
 typedef struct train_opts {
-    const char *data, *out;
+    const char *data, *out, *matmul;
     char checkpoint[4096];
     int image_size;
     glow_config cfg;
@@ -183,6 +185,7 @@ static int parse_options(train_opts *o, int argc, char **argv) {
         case O_SAMPLE_EVERY: if (parse_int("--sample-every", optarg, 0, 1 << 30, &o->sample_every)) return 2; break;
         case O_LOG_EVERY: if (parse_int("--log-every", optarg, 1, 1 << 30, &o->log_every)) return 2; break;
         case O_THREADS: if (parse_int("--threads", optarg, 1, 4096, &o->threads)) return 2; break;
+        case O_MATMUL: if (check_matmul_option(optarg)) return 2; o->matmul = optarg; break;
         }
     }
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
@@ -294,6 +297,7 @@ int cmd_train(int argc, char **argv) {
     int rc = parse_options(&o, argc, argv);
     if (rc) return rc;
     glow_set_threads(o.threads);
+    if (use_matmul(o.matmul)) return EXIT_USER;
 
     glow_dataset train = {0}, test = {0};
     if (load_data(&train, o.data, "train", o.image_size)) return EXIT_USER;

@@ -435,6 +435,19 @@ double glow_rng_normal(uint64_t key, uint64_t i);   /* N(0, 1) */
 /* One thread count for the whole library (OpenMP and BLAS); <= 0: the core count. */
 void glow_set_threads(int n);
 int glow_get_threads(void);
+/* The precision of the coupling networks' matrix products: their convolutions' outputs
+ * and input gradients (the weight gradients stay in float on OpenBLAS).
+ *   GLOW_MATMUL_FP32    float (the default).
+ *   GLOW_MATMUL_BF16X3  on the CPU's AMX tile units: each float split into two bfloat16
+ *                       halves, three of the four products summed in float. About 4x
+ *                       float's rounding error in a 512-term product, 2-2.8x as fast.
+ * The coupling stays exactly invertible either way (the same products run forward and
+ * inverse), but a model's likelihood differs in the 6th digit between the two. Returns
+ * GLOW_OK, or GLOW_EINVAL where the CPU (AMX-BF16), the build (float) or GLOW_NO_PACKED
+ * rules it out. One setting for the whole library, like the thread count. */
+typedef enum { GLOW_MATMUL_FP32 = 0, GLOW_MATMUL_BF16X3 = 1 } glow_matmul;
+int glow_set_matmul(glow_matmul m);
+glow_matmul glow_get_matmul(void);
 /* A short description of the BLAS in use (e.g. "OpenBLAS 0.3.21 ... SkylakeX"). */
 const char *glow_blas_info(void);
 /* GFLOP/s of the BLAS on an n x n x n matrix product in the library's precision (best of

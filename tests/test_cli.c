@@ -129,6 +129,12 @@ TEST(cli_eval_and_sample) {
     snprintf(first, sizeof first, "%.*s", 40, p ? p : "");
     test_run("./glow eval --checkpoint %s --n 100 --json --batch 7", c);
     CHECK(p && strstr(test_output(), first), "eval not reproducible: %s vs %s", first, test_output());
+    /* The AMX products where the CPU has them (else a one-line refusal): the same figure
+     * to a few times float's rounding. */
+    int rc = test_run("./glow eval --checkpoint %s --n 100 --json --matmul bf16x3", c);
+    const char *q = strstr(test_output(), "\"bpd\":");
+    if (rc == 0) CHECK(q && fabs(atof(q + 6) - bpd) < 1e-4 * bpd, "eval --matmul bf16x3: %s", test_output());
+    else CHECK(rc == 1 && strstr(test_output(), "AMX"), "eval --matmul bf16x3: %s", test_output());
     CHECK(test_run("./glow sample --checkpoint %s --n 4 --temperature 0.5,1 --out %s", c, png) == 0,
           "sample: %s", test_output());
     uint8_t *img = NULL;
@@ -162,6 +168,8 @@ TEST(cli_bad_input) {
     CHECK(test_run("./glow train --bogus") == 2 && strstr(test_output(), "--bogus"), "unknown option: %s", test_output());
     CHECK(test_run("./glow train --depth abc") == 2 && strstr(test_output(), "--depth"), "bad number: %s", test_output());
     CHECK(test_run("./glow frobnicate") == 2, "unknown command");
+    CHECK(test_run("./glow train --matmul fp16") == 2 && strstr(test_output(), "--matmul 'fp16'"),
+          "bad --matmul: %s", test_output());
     CHECK(test_run("./glow train --data /nonexistent/x --out %s/r0", test_tmpdir()) == 1 &&
           strstr(test_output(), "/nonexistent/x"), "missing data: %s", test_output());
     CHECK(test_run("./glow train --levels 3 --steps 1 --out %s/r3", test_tmpdir()) == 1 &&
