@@ -258,6 +258,13 @@ void conv3x3_forward_packed(real *out, const real *x, const real *packed, const 
     packed_gemm(out, cout, scratch, 9 * cin, packed, rows, cout, 9 * cin, shift, scale, relu);
 }
 
+/* dw (m, n) += a^T b over the rows: on AMX in the packed path's bf16x3 mode where the
+ * shapes suit it, else through BLAS. */
+static void gemm_dw(real *dw, const real *a, int m, const real *b, int n, size_t rows, int packed) {
+    if (!packed || !packed_gemm_tn(dw, n, a, m, b, n, rows, m, n))
+        gemm(1, 0, m, n, (int)rows, 1, a, m, b, n, 1, dw, n);
+}
+
 /* dx (rows, n) (+)= a (rows, k) @ w (k, n): through BLAS, or on w packed for the backward
  * pass when packed is not NULL. */
 static void gemm_dx(real *dx, const real *a, const real *w, const real *packed, size_t rows,
@@ -278,12 +285,12 @@ void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const 
     if (output_side(cin, cout)) {
         /* dW[co*9 + tap, ci] = sum_p g[p, co*9 + tap] x[p, ci]; dx = g W. */
         tap_spread(scratch, dout, batch, h, width, cout);
-        gemm(1, 0, 9 * cout, cin, (int)rows, 1, scratch, 9 * cout, x, cin, 1, dw, cin);
+        gemm_dw(dw, scratch, 9 * cout, x, cin, rows, packed != NULL);
         if (dx) gemm_dx(dx, scratch, w, packed, rows, cin, 9 * cout, dx_add);
         return;
     }
     im2col3x3(scratch, x, batch, h, width, cin);
-    gemm(1, 0, cout, 9 * cin, (int)rows, 1, dout, cout, scratch, 9 * cin, 1, dw, 9 * cin);
+    gemm_dw(dw, dout, cout, scratch, 9 * cin, rows, packed != NULL);
     if (dx) {
         gemm_dx(scratch, dout, w, packed, rows, 9 * cin, cout, 0);
         if (!dx_add) memset(dx, 0, sizeof(real) * rows * cin);
@@ -350,7 +357,7 @@ void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const
 
 void conv1x1_backward_packed(real *dx, int dx_add, real *dw, const real *dout, const real *x,
                              const real *w, const real *packed, size_t rows, int cin, int cout) {
-    gemm(1, 0, cout, cin, (int)rows, 1, dout, cout, x, cin, 1, dw, cin);
+    gemm_dw(dw, dout, cout, x, cin, rows, packed != NULL);
     if (dx) gemm_dx(dx, dout, w, packed, rows, cin, cout, dx_add);
 }
 

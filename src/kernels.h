@@ -57,6 +57,11 @@ void pack_weights(real *dst, const real *w, int n, int k, int transposed);
 /* out (rows, n; row stride ldo) = a (rows, k; stride lda) @ W^T, then the affine map. */
 void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
                  int n, int k, const real *shift, const real *scale, int flags);
+/* c (m, n; row stride ldc) += a^T b, a (rows, m), b (rows, n): a weight gradient, summed on
+ * AMX in bf16x3 where that mode is on and m, n >= 32 and rows >= 64. Returns 1, or 0 having
+ * done nothing (then the caller uses BLAS). */
+int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int ldb, size_t rows,
+                   int m, int n);
 /* A 3x3 convolution's weights packed for its side (see kernels.c): for the forward pass,
  * and transposed for the backward pass's dx. */
 size_t conv3x3_packed_size(int cin, int cout);

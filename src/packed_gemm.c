@@ -296,10 +296,187 @@ void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed,
         }
     }
 }
+
+/* ---- weight gradients: c += a^T b on AMX ---------------------------------------------------
+ * The sum runs over the rows (pixels), which lie along the slow side of both a and b. The
+ * rows are taken TN_ROWS at a time: b's split into AMX's pair-interleaved tiles as it lies;
+ * a's split, pair-interleaved and transposed 16 x 16 words in registers, so that each of its
+ * columns becomes a tile row. */
+#define TN_ROWS 128
+
+static _Thread_local uint16_t *tn_buffer; /* a thread's split rows, kept between calls */
+static _Thread_local size_t tn_capacity;
+
+/* One 32-bit word per (row pair, column): bf16(x[r]) in the low half, bf16(x[r + 1]) high.
+ * h0 and h1 hold bf16 values in the high halves of 32-bit lanes. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw"))) __m512i
+pair_words(__m512i h0, __m512i h1) {
+    return _mm512_mask_blend_epi16(0xAAAAAAAA, _mm512_srli_epi32(h0, 16), h1);
+}
+
+/* hi and lo of 16 floats as bf16 in the high halves of 32-bit lanes. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
+split16(__m512 v, __m512i *hi, __m512i *lo) {
+    __m512i h = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(v)), 16);
+    __m512 rest = _mm512_sub_ps(v, _mm512_castsi512_ps(h));
+    *hi = h;
+    *lo = _mm512_slli_epi32(_mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(rest)), 16);
+}
+
+/* The row pair p (rows r0 + 2p, r0 + 2p + 1 of x, zero past `rows`) of 16 columns from j0,
+ * as hi and lo pair words. */
+static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
+row_pair(const float *x, size_t ldx, size_t r, size_t rows, int j0, __mmask16 cols, __m512i *hi,
+         __m512i *lo) {
+    __m512 v0 = r < rows ? _mm512_maskz_loadu_ps(cols, x + r * ldx + j0) : _mm512_setzero_ps();
+    __m512 v1 = r + 1 < rows ? _mm512_maskz_loadu_ps(cols, x + (r + 1) * ldx + j0) : _mm512_setzero_ps();
+    __m512i h0, l0, h1, l1;
+    split16(v0, &h0, &l0);
+    split16(v1, &h1, &l1);
+    *hi = pair_words(h0, h1);
+    *lo = pair_words(l0, l1);
+}
+
+static inline __mmask16 columns_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1u); }
+
+/* Transpose 16 x 16 32-bit words in place. */
+static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512i r[16]) {
+    __m512i t[16], u[16], v[16];
+    for (int k = 0; k < 8; k++) {
+        t[2 * k] = _mm512_unpacklo_epi32(r[2 * k], r[2 * k + 1]);
+        t[2 * k + 1] = _mm512_unpackhi_epi32(r[2 * k], r[2 * k + 1]);
+    }
+    for (int g = 0; g < 4; g++) { /* u[4g + q], lane L: rows 4g..4g+3 of column 4L + q */
+        u[4 * g] = _mm512_unpacklo_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 1] = _mm512_unpackhi_epi64(t[4 * g], t[4 * g + 2]);
+        u[4 * g + 2] = _mm512_unpacklo_epi64(t[4 * g + 1], t[4 * g + 3]);
+        u[4 * g + 3] = _mm512_unpackhi_epi64(t[4 * g + 1], t[4 * g + 3]);
+    }
+    for (int q = 0; q < 4; q++) {
+        v[q] = _mm512_shuffle_i32x4(u[q], u[4 + q], 0x88);
+        v[4 + q] = _mm512_shuffle_i32x4(u[q], u[4 + q], 0xdd);
+        v[8 + q] = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0x88);
+        v[12 + q] = _mm512_shuffle_i32x4(u[8 + q], u[12 + q], 0xdd);
+    }
+    for (int q = 0; q < 4; q++) {
+        r[q] = _mm512_shuffle_i32x4(v[q], v[8 + q], 0x88);
+        r[4 + q] = _mm512_shuffle_i32x4(v[4 + q], v[12 + q], 0x88);
+        r[8 + q] = _mm512_shuffle_i32x4(v[q], v[8 + q], 0xdd);
+        r[12 + q] = _mm512_shuffle_i32x4(v[4 + q], v[12 + q], 0xdd);
+    }
+}
+
+/* a's rows [r0, r0 + TN_ROWS) (zero past `rows`), as A tiles: for each of its m columns (16
+ * per block, zero past m) a row of TN_ROWS bf16, hi then lo (m_pad rows each). */
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void
+split_a(uint32_t *hi, uint32_t *lo, const float *a, size_t lda, size_t r0, size_t rows, int m, int m_pad) {
+    for (int i0 = 0; i0 < m_pad; i0 += 16) {
+        __mmask16 cols = columns_mask(m - i0);
+        for (int p0 = 0; p0 < TN_ROWS / 2; p0 += 16) {
+            __m512i h[16], l[16];
+            for (int p = 0; p < 16; p++)
+                row_pair(a, lda, r0 + 2 * (p0 + p), rows, i0, cols, &h[p], &l[p]);
+            transpose16(h), transpose16(l);
+            for (int c = 0; c < 16; c++) {
+                _mm512_storeu_si512(hi + (size_t)(i0 + c) * (TN_ROWS / 2) + p0, h[c]);
+                _mm512_storeu_si512(lo + (size_t)(i0 + c) * (TN_ROWS / 2) + p0, l[c]);
+            }
+        }
+    }
+}
+
+/* b's rows [r0, r0 + TN_ROWS) as B tiles: per block of 16 columns, TN_ROWS / 2 row pairs of
+ * 16 pair words, hi then lo (n_pad / 16 blocks each). */
+static __attribute__((target("avx512f,avx512bw,avx512bf16"))) void
+split_b(uint32_t *hi, uint32_t *lo, const float *b, size_t ldb, size_t r0, size_t rows, int n, int n_pad) {
+    for (int j0 = 0; j0 < n_pad; j0 += 16) {
+        __mmask16 cols = columns_mask(n - j0);
+        for (int p = 0; p < TN_ROWS / 2; p++) {
+            __m512i h, l;
+            row_pair(b, ldb, r0 + 2 * p, rows, j0, cols, &h, &l);
+            size_t at = (size_t)j0 / 16 * (TN_ROWS / 2) * 16 + (size_t)p * 16;
+            _mm512_storeu_si512(hi + at, h);
+            _mm512_storeu_si512(lo + at, l);
+        }
+    }
+}
+
+static __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16"))) void
+gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int ldb, size_t rows,
+               int m, int n, uint32_t *buffer) {
+    int m_pad = (m + 15) / 16 * 16, n_pad = (n + 15) / 16 * 16;
+    uint32_t *a_hi = buffer, *a_lo = a_hi + (size_t)m_pad * TN_ROWS / 2;
+    uint32_t *b_hi = a_lo + (size_t)m_pad * TN_ROWS / 2, *b_lo = b_hi + (size_t)n_pad * TN_ROWS / 2;
+    tile_config cfg = {.palette = 1};
+    for (int t = 0; t < 8; t++) cfg.bytes_per_row[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+    float acc[4][16 * 16] __attribute__((aligned(64)));
+    for (size_t r0 = 0; r0 < rows; r0 += TN_ROWS) {
+        split_a(a_hi, a_lo, a, lda, r0, rows, m, m_pad);
+        split_b(b_hi, b_lo, b, ldb, r0, rows, n, n_pad);
+        int kblocks = (int)((rows - r0 < TN_ROWS ? rows - r0 : TN_ROWS) + 31) / 32;
+        for (int i0 = 0; i0 < m; i0 += 16)
+            for (int j0 = 0; j0 < n; j0 += 64) {
+                int blocks = (n - j0 + 15) / 16 < 4 ? (n - j0 + 15) / 16 : 4;
+                for (int nb = 0; nb < blocks; nb++) /* c's current values, zero outside it */
+                    for (int i = 0; i < 16; i++)
+                        _mm512_store_ps(acc[nb] + 16 * i,
+                                        i0 + i < m ? _mm512_maskz_loadu_ps(columns_mask(n - j0 - 16 * nb),
+                                                                           c + (size_t)(i0 + i) * ldc + j0 + 16 * nb)
+                                                   : _mm512_setzero_ps());
+                _tile_loadd(0, acc[0], 64);
+                if (blocks > 1) _tile_loadd(1, acc[1], 64);
+                if (blocks > 2) _tile_loadd(2, acc[2], 64);
+                if (blocks > 3) _tile_loadd(3, acc[3], 64);
+                for (int kb = 0; kb < kblocks; kb++) {
+                    _tile_loadd(4, a_hi + (size_t)i0 * (TN_ROWS / 2) + kb * 16, TN_ROWS * 2);
+                    _tile_loadd(5, a_lo + (size_t)i0 * (TN_ROWS / 2) + kb * 16, TN_ROWS * 2);
+#define COLUMN_BLOCK(T)                                                                              \
+                    {                                                                                \
+                        size_t at = (size_t)(j0 / 16 + T) * (TN_ROWS / 2) * 16 + (size_t)kb * 256;   \
+                        _tile_loadd(6, b_hi + at, 64);                                               \
+                        _tile_loadd(7, b_lo + at, 64);                                               \
+                        _tile_dpbf16ps(T, 4, 6); _tile_dpbf16ps(T, 5, 6); _tile_dpbf16ps(T, 4, 7);  \
+                    }
+                    COLUMN_BLOCK(0)
+                    if (blocks > 1) COLUMN_BLOCK(1)
+                    if (blocks > 2) COLUMN_BLOCK(2)
+                    if (blocks > 3) COLUMN_BLOCK(3)
+#undef COLUMN_BLOCK
+                }
+                _tile_stored(0, acc[0], 64);
+                if (blocks > 1) _tile_stored(1, acc[1], 64);
+                if (blocks > 2) _tile_stored(2, acc[2], 64);
+                if (blocks > 3) _tile_stored(3, acc[3], 64);
+                for (int nb = 0; nb < blocks; nb++)
+                    for (int i = 0; i < 16 && i0 + i < m; i++)
+                        _mm512_mask_storeu_ps(c + (size_t)(i0 + i) * ldc + j0 + 16 * nb,
+                                              columns_mask(n - j0 - 16 * nb), _mm512_load_ps(acc[nb] + 16 * i));
+            }
+    }
+    _tile_release();
+}
+
+int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int ldb, size_t rows,
+                   int m, int n) {
+    if (matmul != GLOW_MATMUL_BF16X3 || m < 32 || n < 32 || rows < 64) return 0;
+    size_t need = ((size_t)(m + 15) / 16 + (n + 15) / 16) * 16 * TN_ROWS * 2; /* uint16s */
+    if (need > tn_capacity) {
+        uint16_t *grown = aligned_alloc(64, need * sizeof(uint16_t));
+        if (!grown) return 0; /* BLAS then */
+        free(tn_buffer);
+        tn_buffer = grown, tn_capacity = need;
+    }
+    gemm_tn_bf16x3((float *)c, ldc, (const float *)a, lda, (const float *)b, ldb, rows, m, n,
+                   (uint32_t *)tn_buffer);
+    return 1;
+}
 #else
 int packed_available(void) { return 0; }
 int packed_use(int on) { return 0; }
 static void pack_bf16x3(real *dst, const real *w, int n, int k, int transposed) {}
+int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int ldb, size_t rows,
+                   int m, int n) { return 0; }
 int glow_set_matmul(glow_matmul m) {
     if (m == GLOW_MATMUL_FP32) return GLOW_OK;
     return glow_fail(GLOW_EINVAL, "bf16x3 matrix products need an x86-64 build with AMX");

@@ -437,6 +437,44 @@ TEST(kernel_packed_gemm_bf16x3) {
     glow_set_matmul(GLOW_MATMUL_FP32);
 }
 
+/* Weight gradients on AMX (where the CPU has it): c += a^T b against naive sums, with row
+ * counts around the 32-row tile and the 128-row chunk, columns around the 16-column tile and
+ * its groups of four, strides wider than the matrices, nothing written past n; and declined
+ * (0, c untouched) outside bf16x3 or on shapes too small for it. */
+TEST(kernel_packed_gemm_tn_bf16x3) {
+    if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
+        printf("  (skipped: %s)\n", glow_last_error());
+        return;
+    }
+    static const int sizes[][3] = {{64, 32, 32}, {100, 33, 47}, {129, 64, 200}, {300, 130, 70}, {31, 40, 40}};
+    const real sentinel = (real)12345;
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        int rows = sizes[t][0], m = sizes[t][1], n = sizes[t][2], lda = m + 3, ldb = n + 1, ldc = n + 2;
+        real *a = new_filled((size_t)rows * lda, 300 + t), *b = new_filled((size_t)rows * ldb, 310 + t);
+        real *c = new_filled((size_t)m * ldc, 320 + t), *ref = malloc(sizeof(real) * m * ldc);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < ldc; j++) {
+                double acc = c[i * ldc + j];
+                for (int r = 0; r < rows && j < n; r++) acc += (double)a[r * lda + i] * b[r * ldb + j];
+                ref[i * ldc + j] = j < n ? (real)acc : sentinel;
+                if (j >= n) c[i * ldc + j] = sentinel;
+            }
+        int done = packed_gemm_tn(c, ldc, a, lda, b, ldb, rows, m, n);
+        char what[96];
+        snprintf(what, sizeof what, "bf16x3 c += a^T b, %d rows, %d x %d", rows, m, n);
+        if (rows < 64) {
+            CHECK(!done, "%s: taken on too few rows", what);
+        } else {
+            CHECK(done, "%s: declined", what);
+            check_rows(what, c, ref, m, n, ldc, sentinel, 4e-5);
+        }
+        free(a), free(b), free(c), free(ref);
+    }
+    glow_set_matmul(GLOW_MATMUL_FP32);
+    real a[64 * 32] = {0}, c[32 * 32] = {0};
+    CHECK(!packed_gemm_tn(c, 32, a, 32, a, 32, 64, 32, 32), "taken in float mode");
+}
+
 /* The packed 3x3 convolution on both of its sides against the reference convolution
  * followed by the affine map and ReLU. */
 TEST(kernel_conv3x3_forward_packed) {

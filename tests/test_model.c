@@ -236,18 +236,19 @@ TEST(model_rebuilt_backward_equals_stored) {
 }
 
 /* bf16x3 matrix products (on AMX, where the CPU has it) in a model wide enough for them
- * (width 96: its 1x1 convolutions and output convolutions sum over k >= 64): the inverse
+ * (width 96: its 1x1 convolutions and output convolutions sum over k >= 64, its weight
+ * gradients over 192 pixels of 3 images at the first level): the inverse
  * still exact, the log-det, loss and gradients within a few times float's rounding of the
  * float products', and not identical to them (the mode is on). */
 TEST(model_bf16x3_matches_float) {
-    static const model_case wide = {"8x8x3 L2 affine width 96", 8, 8, 3, 2, 2, 96, GLOW_AFFINE,
+    static const model_case wide = {"16x16x3 L2 affine width 96", 16, 16, 3, 2, 2, 96, GLOW_AFFINE,
                                     GLOW_INVCONV_LU, 1, 0, 0, 0};
     if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
         printf("  (skipped: %s)\n", glow_last_error());
         return;
     }
     glow_set_matmul(GLOW_MATMUL_FP32);
-    enum { D = 8 * 8 * 3 };
+    enum { D = 16 * 16 * 3 };
     glow_real x[BATCH * D], z[2][BATCH * D], x2[BATCH * D], dx[2][BATCH * D];
     double ld[2][BATCH];
     int y[BATCH];
