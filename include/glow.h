@@ -435,12 +435,13 @@ double glow_rng_normal(uint64_t key, uint64_t i);   /* N(0, 1) */
 /* One thread count for the whole library (OpenMP and BLAS); <= 0: the core count. */
 void glow_set_threads(int n);
 int glow_get_threads(void);
-/* The precision of the coupling networks' matrix products: their convolutions' outputs
- * and input gradients (the weight gradients stay in float on OpenBLAS).
+/* The precision of the coupling networks' matrix products: their convolutions' outputs,
+ * input gradients and weight gradients.
  *   GLOW_MATMUL_FP32    float (the default).
- *   GLOW_MATMUL_BF16X3  on the CPU's AMX tile units: each float split into two bfloat16
- *                       halves, three of the four products summed in float. About 4x
- *                       float's rounding error in a 512-term product, 2-2.8x as fast.
+ *   GLOW_MATMUL_BF16X3  on the CPU's AMX tile units where the product is large enough to
+ *                       gain: each float split into two bfloat16 halves, three of the four
+ *                       products summed in float. About 4x float's rounding error in a
+ *                       512-term product; 2-2.8x as fast on one core.
  * The coupling stays exactly invertible either way (the same products run forward and
  * inverse), but a model's likelihood differs in the 6th digit between the two. Returns
  * GLOW_OK, or GLOW_EINVAL where the CPU (AMX-BF16), the build (float) or GLOW_NO_PACKED
