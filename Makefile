@@ -66,13 +66,16 @@ clean:
 
 .PHONY: all test clean
 
-# The library and its fast tests under AddressSanitizer and UndefinedBehaviorSanitizer
-# (double build; the command-line and training tests are left to `make test`).
+# The library and its fast tests under AddressSanitizer and UndefinedBehaviorSanitizer, in
+# both builds (the float build's packed and AMX kernels do not run in the double build); the
+# command-line and training tests are left to `make test`.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_TESTS := kernel layer model_ checkpoint_ data_ image_ png_ grid_ plot_ latent_npy optimizer_
 asan:
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -DGLOW_REAL=double $(SRC) $(TESTS) $(LDLIBS) -o $(BUILD)/asan/test_f64
 	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 ./$(BUILD)/asan/test_f64 $(ASAN_TESTS)
+	$(CC) $(CFLAGS) $(ASAN_FLAGS) $(SRC) $(TESTS) $(LDLIBS) -o $(BUILD)/asan/test_f32
+	ASAN_OPTIONS=detect_leaks=1 OMP_NUM_THREADS=2 ./$(BUILD)/asan/test_f32 $(ASAN_TESTS)
 
 .PHONY: asan

@@ -402,7 +402,7 @@ static void check_packed_gemm(glow_matmul matmul, double tol) {
                         for (int p = 0; p < k && j < n; p++)
                             acc += (double)a[i * lda + p] * (transposed ? w[p * n + j] : w[j * k + p]);
                         real v = (real)acc;
-                        if (mode == 1 || mode == 2) v = (v + shift[j]) * scale[j];
+                        if ((mode == 1 || mode == 2) && j < n) v = (v + shift[j]) * scale[j];
                         if (mode == 2) v = v > 0 ? v : 0;
                         ref[i * ldo + j] = j < n ? v : sentinel;
                         if (j >= n) out[i * ldo + j] = sentinel;
