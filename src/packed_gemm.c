@@ -25,10 +25,10 @@ static glow_matmul matmul = GLOW_MATMUL_FP32;
 
 #define SPLIT_KMAX 1024 /* the most k whose split rows gemm_bf16x3 keeps on its stack (64 KiB) */
 
-/* bf16x3 for a product over k terms: below 64, padding k to whole tile rows ate the gain
- * (0.99-1.04x the float kernel at k = 18 and 36, one core); above SPLIT_KMAX, float. Packing
- * and product agree on it. */
-static int bf16x3_for(int k) { return matmul == GLOW_MATMUL_BF16X3 && k >= 64 && k <= SPLIT_KMAX; }
+/* bf16x3 for a product over k terms: below 48, padding k to whole tile rows ate the gain
+ * (1.0x the float kernel at k = 18 and 36 on one core; 1.0-1.5x at k = 54, the more the
+ * wider the output); above SPLIT_KMAX, float. Packing and product agree on it. */
+static int bf16x3_for(int k) { return matmul == GLOW_MATMUL_BF16X3 && k >= 48 && k <= SPLIT_KMAX; }
 
 /* k rounded up to whole AMX tile rows, so that both layouts fit in the same size */
 static int k_padded(int k) { return (k + KBLOCK - 1) / KBLOCK * KBLOCK; }

@@ -385,7 +385,7 @@ TEST(kernel_copy_columns) {
 static void check_packed_gemm(glow_matmul matmul, double tol) {
     static const int sizes[][3] = {{1, 1, 1}, {5, 15, 3}, {6, 16, 18}, {7, 17, 128},
                                    {13, 63, 9}, {12, 64, 5}, {25, 65, 36}, {31, 130, 70},
-                                   {17, 33, 64}, {40, 200, 1100}};
+                                   {17, 33, 64}, {9, 70, 47}, {20, 40, 48}, {40, 200, 1100}};
     static const char *modes[] = {"plain", "affine", "affine + ReLU", "adding"};
     const real sentinel = (real)12345;
     for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++)
@@ -426,7 +426,7 @@ TEST(kernel_packed_gemm) {
 }
 
 /* The same on AMX (where the CPU has it): rows around the 16-row tile, k around the 32-wide
- * tile row, the 64 below which float is used and the 1024 above which it is again.
+ * tile row, the 48 below which float is used and the 1024 above which it is again.
  * 4e-5: bfloat16 alone (a dropped lo half) is off by ~2e-3. */
 TEST(kernel_packed_gemm_bf16x3) {
     if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
