@@ -418,16 +418,22 @@ gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int l
         for (int i0 = 0; i0 < m; i0 += 16)
             for (int j0 = 0; j0 < n; j0 += 64) {
                 int blocks = (n - j0 + 15) / 16 < 4 ? (n - j0 + 15) / 16 : 4;
-                for (int nb = 0; nb < blocks; nb++) /* c's current values, zero outside it */
+                /* a whole 16 x 64 block of c goes to and from the tiles directly; an edge
+                 * block through acc, zero outside c */
+                float *at = c + (size_t)i0 * ldc + j0;
+                int whole = i0 + 16 <= m && j0 + 64 <= n, stride = whole ? ldc * 4 : 64;
+                float *tile_c[4] = {whole ? at : acc[0], whole ? at + 16 : acc[1],
+                                    whole ? at + 32 : acc[2], whole ? at + 48 : acc[3]};
+                for (int nb = 0; nb < blocks && !whole; nb++)
                     for (int i = 0; i < 16; i++)
                         _mm512_store_ps(acc[nb] + 16 * i,
                                         i0 + i < m ? _mm512_maskz_loadu_ps(columns_mask(n - j0 - 16 * nb),
-                                                                           c + (size_t)(i0 + i) * ldc + j0 + 16 * nb)
+                                                                           at + (size_t)i * ldc + 16 * nb)
                                                    : _mm512_setzero_ps());
-                _tile_loadd(0, acc[0], 64);
-                if (blocks > 1) _tile_loadd(1, acc[1], 64);
-                if (blocks > 2) _tile_loadd(2, acc[2], 64);
-                if (blocks > 3) _tile_loadd(3, acc[3], 64);
+                _tile_loadd(0, tile_c[0], stride);
+                if (blocks > 1) _tile_loadd(1, tile_c[1], stride);
+                if (blocks > 2) _tile_loadd(2, tile_c[2], stride);
+                if (blocks > 3) _tile_loadd(3, tile_c[3], stride);
                 for (int kb = 0; kb < kblocks; kb++) {
                     _tile_loadd(4, a_hi + (size_t)i0 * (TN_ROWS / 2) + kb * 16, TN_ROWS * 2);
                     _tile_loadd(5, a_lo + (size_t)i0 * (TN_ROWS / 2) + kb * 16, TN_ROWS * 2);
@@ -444,14 +450,14 @@ gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int l
                     if (blocks > 3) COLUMN_BLOCK(3)
 #undef COLUMN_BLOCK
                 }
-                _tile_stored(0, acc[0], 64);
-                if (blocks > 1) _tile_stored(1, acc[1], 64);
-                if (blocks > 2) _tile_stored(2, acc[2], 64);
-                if (blocks > 3) _tile_stored(3, acc[3], 64);
-                for (int nb = 0; nb < blocks; nb++)
+                _tile_stored(0, tile_c[0], stride);
+                if (blocks > 1) _tile_stored(1, tile_c[1], stride);
+                if (blocks > 2) _tile_stored(2, tile_c[2], stride);
+                if (blocks > 3) _tile_stored(3, tile_c[3], stride);
+                for (int nb = 0; nb < blocks && !whole; nb++)
                     for (int i = 0; i < 16 && i0 + i < m; i++)
-                        _mm512_mask_storeu_ps(c + (size_t)(i0 + i) * ldc + j0 + 16 * nb,
-                                              columns_mask(n - j0 - 16 * nb), _mm512_load_ps(acc[nb] + 16 * i));
+                        _mm512_mask_storeu_ps(at + (size_t)i * ldc + 16 * nb, columns_mask(n - j0 - 16 * nb),
+                                              _mm512_load_ps(acc[nb] + 16 * i));
             }
     }
     _tile_release();
