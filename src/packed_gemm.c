@@ -1,6 +1,7 @@
-/* packed_gemm.c: out = a W^T for the coupling network's forward pass, with W packed once
- * per pass and the per-channel affine map (and ReLU) that follows each convolution fused
- * into the store. See kernels.h.
+/* packed_gemm.c: out = a W^T for the coupling network's forward pass and input gradients,
+ * with W packed once per pass and the per-channel affine map (and ReLU) that follows each
+ * convolution fused into the store: in float on AVX-512, or in bf16x3 on AMX (glow_set_matmul,
+ * below), which also has the weight gradients (packed_gemm_tn). See kernels.h.
  *
  * Why not OpenBLAS here: the network runs image group by image group (coupling.c), and for
  * every group OpenBLAS packs the same weights again, zeroes the output before summing into
@@ -17,13 +18,11 @@
 
 #define PANEL 64  /* output channels per packed panel: four 16-float vectors */
 #define TILE_M 6  /* rows per register tile: 6 x 4 accumulators + 4 weight vectors */
-
 #define KBLOCK 32 /* k per AMX tile row: 32 bfloat16 = 64 bytes */
+#define SPLIT_KMAX 1024 /* the most k whose split rows gemm_bf16x3 keeps on its stack (64 KiB) */
 
 static int use_packed = -1; /* -1: not decided yet */
 static glow_matmul matmul = GLOW_MATMUL_FP32;
-
-#define SPLIT_KMAX 1024 /* the most k whose split rows gemm_bf16x3 keeps on its stack (64 KiB) */
 
 /* bf16x3 for a product over k terms: below 48, padding k to whole tile rows ate the gain
  * (1.0x the float kernel at k = 18 and 36 on one core; 1.0-1.5x at k = 54, the more the
