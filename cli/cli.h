@@ -46,9 +46,10 @@ typedef int (*own_option_fn)(void *ctx, int c, const char *arg);
  * a usage error's exit status. Positional arguments stay at argv[optind...]. */
 int parse_command_line(int argc, char **argv, const struct option *opts, const char *help,
                        common_opts *common, own_option_fn own, void *ctx);
-/* The precision of the networks' matrix products from --matmul (NULL: fp32). Returns 0,
- * or the exit status of the error it printed (bf16x3 where the CPU has no AMX). */
+/* --matmul's value: 0 if fp32 or bf16x3, else the exit status of the usage error printed. */
 int check_matmul_option(const char *arg);
+/* Set the networks' matrix products from --matmul's value (NULL: fp32). Returns 0, or the
+ * exit status of the error it printed (bf16x3 where the CPU has no AMX). */
 int use_matmul(const char *matmul);
 /* Threads, matrix products, then the model of --checkpoint (its Polyak average unless --raw). Returns 0, or
  * the exit status of the error it printed. */

@@ -113,11 +113,21 @@ int glow_set_matmul(glow_matmul m) {
 
 glow_matmul glow_get_matmul(void) { return matmul; }
 
-typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t bytes_per_row[16];
-    uint8_t rows[16];
-} tile_config;
+/* All eight tile registers as 16 rows of 64 bytes (this thread's, until _tile_release). */
+static __attribute__((target("amx-tile"))) void load_tile_config(void) {
+    struct {
+        uint8_t palette, start_row, reserved[14];
+        uint16_t bytes_per_row[16];
+        uint8_t rows[16];
+    } cfg = {.palette = 1};
+    for (int t = 0; t < 8; t++) cfg.bytes_per_row[t] = 64, cfg.rows[t] = 16;
+    _tile_loadconfig(&cfg);
+}
+
+/* The first `left` of 16 columns (none if left <= 0). */
+static inline __mmask16 columns_mask(int left) {
+    return left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
+}
 
 /* hi, lo := the split of 32 floats (v0 first), each rounded to nearest even. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
@@ -136,11 +146,8 @@ split_rows(uint16_t *hi, uint16_t *lo, int kpad, const float *a, size_t lda, int
         for (int kk = 0; kk < kpad; kk += 32) {
             __m512 v0 = _mm512_setzero_ps(), v1 = _mm512_setzero_ps();
             if (i < mr) {
-                int left = k - kk;
-                __mmask16 m0 = left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
-                __mmask16 m1 = left >= 32 ? 0xFFFF : left > 16 ? (__mmask16)((1u << (left - 16)) - 1u) : 0;
-                v0 = _mm512_maskz_loadu_ps(m0, a + i * lda + kk);
-                v1 = _mm512_maskz_loadu_ps(m1, a + i * lda + kk + 16);
+                v0 = _mm512_maskz_loadu_ps(columns_mask(k - kk), a + i * lda + kk);
+                v1 = _mm512_maskz_loadu_ps(columns_mask(k - kk - 16), a + i * lda + kk + 16);
             }
             __m512i h, l;
             split32(v0, v1, &h, &l);
@@ -180,9 +187,7 @@ pack_bf16x3(real *dst, const real *w, int n, int k, int transposed) {
 static __attribute__((target("avx512f,avx512bw,avx512bf16,amx-tile,amx-bf16"))) void
 gemm_bf16x3(float *out, int ldo, const float *a, int lda, const uint16_t *packed, size_t rows,
             int n, int k, const float *shift, const float *scale, int flags) {
-    tile_config cfg = {.palette = 1};
-    for (int t = 0; t < 8; t++) cfg.bytes_per_row[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
+    load_tile_config();
     int kpad = k_padded(k), kblocks = kpad / KBLOCK;
     uint16_t hi[16 * SPLIT_KMAX] __attribute__((aligned(64)));
     uint16_t lo[16 * SPLIT_KMAX] __attribute__((aligned(64)));
@@ -211,8 +216,8 @@ gemm_bf16x3(float *out, int ldo, const float *a, int lda, const uint16_t *packed
                 else if (cb == 1) _tile_stored(1, c, 64);
                 else if (cb == 2) _tile_stored(2, c, 64);
                 else _tile_stored(3, c, 64);
-                int j0 = n0 + 16 * cb, left = cols - 16 * cb;
-                __mmask16 msk = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1u);
+                int j0 = n0 + 16 * cb;
+                __mmask16 msk = columns_mask(cols - 16 * cb);
                 __m512 sh = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
                 if (shift) sh = _mm512_maskz_loadu_ps(msk, shift + j0), sc = _mm512_maskz_loadu_ps(msk, scale + j0);
                 for (int i = 0; i < mr; i++) {
@@ -336,8 +341,6 @@ row_pair(const float *x, size_t ldx, size_t r, size_t rows, int j0, __mmask16 co
     *lo = pair_words(l0, l1);
 }
 
-static inline __mmask16 columns_mask(int left) { return left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1u); }
-
 /* Transpose 16 x 16 32-bit words in place. */
 static inline __attribute__((always_inline, target("avx512f"))) void transpose16(__m512i r[16]) {
     __m512i t[16], u[16], v[16];
@@ -406,9 +409,7 @@ gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int l
     int m_pad = (m + 15) / 16 * 16, n_pad = (n + 15) / 16 * 16;
     uint32_t *a_hi = buffer, *a_lo = a_hi + (size_t)m_pad * TN_ROWS / 2;
     uint32_t *b_hi = a_lo + (size_t)m_pad * TN_ROWS / 2, *b_lo = b_hi + (size_t)n_pad * TN_ROWS / 2;
-    tile_config cfg = {.palette = 1};
-    for (int t = 0; t < 8; t++) cfg.bytes_per_row[t] = 64, cfg.rows[t] = 16;
-    _tile_loadconfig(&cfg);
+    load_tile_config();
     float acc[4][16 * 16] __attribute__((aligned(64)));
     for (size_t r0 = 0; r0 < rows; r0 += TN_ROWS) {
         split_a(a_hi, a_lo, a, lda, r0, rows, m, m_pad);
