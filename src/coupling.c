@@ -145,7 +145,11 @@ static size_t conv_scratch(nn_shape s) {
     return m > c ? m : c;
 }
 
-/* ---- image groups: both passes run one group of whole images per thread ------------------ */
+/* ---- image groups: both passes run one group of whole images per thread ------------------
+ * The threads take the groups as they come free (OpenMP's dynamic schedule), so that a
+ * faster core takes more of them: this machine's two vCPUs often differ by 2x on AMX. A
+ * group's weight gradients go to a copy of its own, added in group order afterwards, so the
+ * sums do not depend on which thread took which group. */
 
 /* A group should have enough rows (pixels) for efficient GEMMs, whose weight matrices are
  * packed again for each group, while its two hidden activations (rows, width) stay within a
@@ -158,11 +162,13 @@ static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
 /* The threads a pass runs on: one per scratch slot, at most one per image. */
 static int thread_count(nn_shape s) { return slots_of(s) < s.batch ? slots_of(s) : s.batch; }
 
-/* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and no more
- * than a thread's share of the batch. */
+/* Images per group: TILE_ROWS rows if they fit TILE_BYTES, at least one image, and at least
+ * MIN_GROUPS groups (or one per thread, if more) for the threads to share out. */
+#define MIN_GROUPS 4
 static int tile_images(nn_shape s) {
     size_t image = (size_t)s.h * s.w, per_image = image * s.width * 2 * sizeof(real);
-    int g = (int)((TILE_ROWS + image - 1) / image), most = (s.batch + slots_of(s) - 1) / slots_of(s);
+    int groups = slots_of(s) > MIN_GROUPS ? slots_of(s) : MIN_GROUPS;
+    int g = (int)((TILE_ROWS + image - 1) / image), most = (s.batch + groups - 1) / groups;
     if ((size_t)g * per_image > TILE_BYTES) g = (int)(TILE_BYTES / per_image);
     if (g > most) g = most;
     return g < 1 ? 1 : g;
@@ -181,8 +187,8 @@ static size_t nn_backward_scratch(nn_shape s) {
     return conv_scratch(s) + (size_t)s.batch * s.h * s.w * s.width;
 }
 
-/* Each thread sums its groups' parameter gradients in a private copy of the network's
- * gradient (laid out as below), added to dnn at the end in thread order. */
+/* Each group sums its parameter gradients in a copy of the network's gradient of its own
+ * (laid out as below), added to dnn at the end in group order. */
 static void nn_sizes(size_t n[9], nn_shape s) {
     size_t wd = s.width;
     size_t sizes[9] = {wd * 9 * s.cin, wd, wd, wd * wd, wd, wd, (size_t)s.cout * 9 * wd,
@@ -208,11 +214,18 @@ static coupling_nn nn_layout(real *p, nn_shape s) {
     return nn;
 }
 
-/* One thread's backward scratch for g images: its gradient copy, then nn_backward's. */
+/* One thread's backward scratch for g images: nn_backward's. */
 static size_t tile_backward_scratch(nn_shape s, int g) {
     nn_shape t = s;
     t.batch = g;
-    return nn_param_count(s) + nn_backward_scratch(t);
+    return nn_backward_scratch(t);
+}
+
+static int group_count(nn_shape s, int g) { return (s.batch + g - 1) / g; }
+
+/* The groups' gradient copies, one after another. */
+static size_t group_gradients_size(nn_shape s, int g) {
+    return (size_t)group_count(s, g) * nn_param_count(s);
 }
 
 /* The three weights packed for the forward pass (see kernels.h), kept at the start of the
@@ -222,24 +235,25 @@ static size_t packed_nn_size(nn_shape s) {
            conv3x3_packed_size(s.width, s.cout);
 }
 
-/* coupling_rebuild_backward's scratch per thread for g images: its gradient copy, the
- * group's r1, r2, h and dh, then room for either pass of the network. */
+/* coupling_rebuild_backward's scratch per thread for g images: the group's r1, r2, h and
+ * dh, then room for either pass of the network. */
 static size_t tile_rebuild_scratch(nn_shape s, int g) {
     nn_shape t = s;
     t.batch = g;
     size_t rows = (size_t)g * s.h * s.w, fwd = forward_conv_scratch(t), bwd = nn_backward_scratch(t);
-    return nn_param_count(s) + 2 * rows * s.width + 2 * rows * s.cout + (fwd > bwd ? fwd : bwd);
+    return 2 * rows * s.width + 2 * rows * s.cout + (fwd > bwd ? fwd : bwd);
 }
 
-/* The tiled passes need the packed weights (both packings for the rebuild) and a group's
- * scratch per thread; the initialisation runs the forward pass on the whole batch (the
+/* The tiled passes need the packed weights (both packings for the rebuild), a group's
+ * scratch per thread and, backward, the groups' gradient copies; the initialisation runs the forward pass on the whole batch (the
  * actnorms' statistics are the batch's). */
 size_t coupling_nn_scratch(nn_shape s) {
     int g = tile_images(s);
-    size_t forward = tile_scratch(s, g), backward = tile_backward_scratch(s, g);
-    size_t own = forward > backward ? forward : backward;
-    size_t tiled = packed_nn_size(s) + slots_of(s) * own;
-    size_t rebuild = 2 * packed_nn_size(s) + slots_of(s) * tile_rebuild_scratch(s, g);
+    size_t forward = slots_of(s) * tile_scratch(s, g);
+    size_t backward = slots_of(s) * tile_backward_scratch(s, g) + group_gradients_size(s, g);
+    size_t tiled = packed_nn_size(s) + (forward > backward ? forward : backward);
+    size_t rebuild = 2 * packed_nn_size(s) + slots_of(s) * tile_rebuild_scratch(s, g) +
+                     group_gradients_size(s, g);
     if (rebuild > tiled) tiled = rebuild;
     return tiled > forward_conv_scratch(s) ? tiled : forward_conv_scratch(s);
 }
@@ -332,19 +346,11 @@ static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_sha
                      scratch);
 }
 
-/* Each thread takes an equal share of the batch, images [first, end), and works through
- * it in groups of at most g images; the kernels' own loops and OpenBLAS then run on the
- * calling thread. */
-static void thread_share(int batch, int *first, int *end) {
-    int th = omp_get_thread_num(), team = omp_get_num_threads();
-    *first = (int)((long long)batch * th / team);
-    *end = (int)((long long)batch * (th + 1) / team);
-}
-
-/* The group of a thread's share [.., end) that starts at image b0: its shape and first row. */
-static nn_shape group_at(nn_shape s, int b0, int end, int g, size_t *r0) {
+/* The group of at most g images that starts at image b0: its shape and first row. The
+ * kernels' own loops and OpenBLAS run on the calling thread. */
+static nn_shape group_at(nn_shape s, int b0, int g, size_t *r0) {
     nn_shape group = s;
-    group.batch = end - b0 < g ? end - b0 : g;
+    group.batch = s.batch - b0 < g ? s.batch - b0 : g;
     *r0 = (size_t)b0 * s.h * s.w;
     return group;
 }
@@ -359,11 +365,10 @@ void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1
     #pragma omp parallel num_threads(slots)
     {
         real *own = scratch + own_size * omp_get_thread_num();
-        int first, end;
-        thread_share(s.batch, &first, &end);
-        for (int b0 = first; b0 < end; b0 += g) {
+        #pragma omp for schedule(dynamic, 1)
+        for (int b0 = 0; b0 < s.batch; b0 += g) {
             size_t r0;
-            nn_shape ts = group_at(s, b0, end, g, &r0);
+            nn_shape ts = group_at(s, b0, g, &r0);
             coupling_acts ta = {a->r1 ? a->r1 + r0 * s.width : own,
                                 a->r2 ? a->r2 + r0 * s.width : own + rows * s.width,
                                 a->h + r0 * s.cout};
@@ -441,26 +446,27 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
                             s.cin, s.width, scratch);
 }
 
-/* A thread's private gradient copy at `own`, zeroed. */
-static coupling_nn zeroed_gradients(real *own, nn_shape s) {
+/* The gradient copy of the group that starts at image b0, zeroed. */
+static coupling_nn zeroed_gradients(real *copies, int b0, int g, nn_shape s) {
+    real *own = copies + (size_t)(b0 / g) * nn_param_count(s);
     memset(own, 0, sizeof(real) * nn_param_count(s));
     return nn_layout(own, s);
 }
 
-/* Add the threads' private gradient copies (each own_size apart from `scratch`) into dnn,
- * in thread order: the same sums for the same number of threads. */
-static void add_thread_gradients(coupling_nn *dnn, const real *scratch, size_t own_size,
-                                 int team, nn_shape s) {
-    size_t n[9];
+/* Add the groups' gradient copies into dnn, in group order: the same sums whichever thread
+ * took which group. */
+static void add_group_gradients(coupling_nn *dnn, const real *copies, int g, nn_shape s) {
+    size_t n[9], size = nn_param_count(s), at = 0;
+    int groups = group_count(s, g);
     nn_sizes(n, s);
     real *dst[9] = {dnn->w1, dnn->an1_b, dnn->an1_s, dnn->w2, dnn->an2_b, dnn->an2_s, dnn->w3,
                     dnn->b3, dnn->logs3};
-    for (int th = 0; th < team; th++) {
-        const real *src = scratch + own_size * th;
-        for (int i = 0; i < 9; i++) {
-            #pragma omp parallel for schedule(static) if (n[i] > 4096)
-            for (size_t j = 0; j < n[i]; j++) dst[i][j] += src[j];
-            src += n[i];
+    for (int i = 0; i < 9; at += n[i], i++) {
+        #pragma omp parallel for schedule(static) if (n[i] * groups > 16384)
+        for (size_t j = 0; j < n[i]; j++) {
+            real sum = dst[i][j];
+            for (int q = 0; q < groups; q++) sum += copies[q * size + at + j];
+            dst[i][j] = sum;
         }
     }
 }
@@ -469,28 +475,24 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     int g = tile_images(s), slots = thread_count(s);
     size_t own_size = tile_backward_scratch(s, g);
-    size_t n_params = nn_param_count(s);
-    int team = 1; /* the threads OpenMP actually gives, whose copies are then added */
     real *packed = packed_available() ? scratch : NULL;
     if (packed) pack_nn(packed, nn, s, 1);
     scratch += packed_nn_size(s);
+    real *copies = scratch + (size_t)slots * own_size;
     #pragma omp parallel num_threads(slots)
     {
-        #pragma omp single
-        team = omp_get_num_threads();
         real *own = scratch + own_size * omp_get_thread_num();
-        coupling_nn mine = zeroed_gradients(own, s);
-        int first, end;
-        thread_share(s.batch, &first, &end);
-        for (int b0 = first; b0 < end; b0 += g) {
+        #pragma omp for schedule(dynamic, 1)
+        for (int b0 = 0; b0 < s.batch; b0 += g) {
             size_t r0;
-            nn_shape ts = group_at(s, b0, end, g, &r0);
+            nn_shape ts = group_at(s, b0, g, &r0);
+            coupling_nn mine = zeroed_gradients(copies, b0, g, s);
             coupling_acts ta = {a->r1 + r0 * s.width, a->r2 + r0 * s.width, a->h + r0 * s.cout};
             nn_backward(dz1 + r0 * s.cin, &mine, dh + r0 * s.cout, &ta, nn, z1 + r0 * s.cin, ts,
-                        packed, own + n_params);
+                        packed, own);
         }
     }
-    add_thread_gradients(dnn, scratch, own_size, team, s);
+    add_group_gradients(dnn, copies, g, s);
 }
 
 /* The memory-saving mode's backward pass through a coupling, image group by image group:
@@ -502,7 +504,7 @@ void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupli
                                const coupling_nn *nn, glow_coupling kind, double dlogdet,
                                nn_shape s, real *scratch) {
     int g = tile_images(s), slots = thread_count(s), c = 2 * s.cin;
-    size_t own_size = tile_rebuild_scratch(s, g), n_params = nn_param_count(s), image = (size_t)s.h * s.w;
+    size_t own_size = tile_rebuild_scratch(s, g), image = (size_t)s.h * s.w;
     size_t rows = (size_t)g * image;
     real *packed = packed_available() ? scratch : NULL;
     if (packed) {
@@ -510,21 +512,17 @@ void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupli
         pack_nn(packed + packed_nn_size(s), nn, s, 1);
     }
     scratch += 2 * packed_nn_size(s);
-    int team = 1;
+    real *copies = scratch + (size_t)slots * own_size;
     #pragma omp parallel num_threads(slots)
     {
-        #pragma omp single
-        team = omp_get_num_threads();
         real *own = scratch + own_size * omp_get_thread_num();
-        coupling_nn mine = zeroed_gradients(own, s);
-        coupling_acts acts = {own + n_params, own + n_params + rows * s.width,
-                              own + n_params + 2 * rows * s.width};
+        coupling_acts acts = {own, own + rows * s.width, own + 2 * rows * s.width};
         real *dh = acts.h + rows * s.cout, *work = dh + rows * s.cout;
-        int first, end;
-        thread_share(s.batch, &first, &end);
-        for (int b0 = first; b0 < end; b0 += g) {
+        #pragma omp for schedule(dynamic, 1)
+        for (int b0 = 0; b0 < s.batch; b0 += g) {
             size_t r0;
-            nn_shape ts = group_at(s, b0, end, g, &r0);
+            nn_shape ts = group_at(s, b0, g, &r0);
+            coupling_nn mine = zeroed_gradients(copies, b0, g, s);
             size_t n = (size_t)ts.batch * image, step = chunk_pixels(s.cin);
             if (packed) nn_forward_packed(&acts, nn, z1 + r0 * s.cin, ts, packed, work);
             else nn_forward(&acts, (coupling_nn *)nn, z1 + r0 * s.cin, ts, work, 0);
@@ -540,5 +538,5 @@ void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupli
                         packed ? packed + packed_nn_size(s) : NULL, work);
         }
     }
-    add_thread_gradients(dnn, scratch, own_size, team, s);
+    add_group_gradients(dnn, copies, g, s);
 }

@@ -698,10 +698,13 @@ static int canary_intact(const real *scratch, size_t n) {
     return intact;
 }
 
-/* The network runs image group by image group on up to `slots` threads: its outputs and
- * gradients must not depend on the grouping (compared with one image at a time) nor on the
- * slots, and the passes must stay inside coupling_nn_scratch (a canary after it). The
- * shape makes groups of 16 images with a short last group. */
+/* The network runs image group by image group on up to `slots` threads, which take the
+ * groups as they come free: its outputs and gradients must not depend on the grouping
+ * (compared with one image at a time), and must be the same bits on 2 and 3 slots (each
+ * group sums into its own gradient copy, added in group order; on 1 slot, OpenBLAS may use
+ * threads of its own and sum differently); the passes must stay
+ * inside coupling_nn_scratch (a canary after it). The shape makes groups of 16 images with
+ * a short last group. */
 TEST(layer_coupling_nn_groups) {
     pool p = {0};
     nn_shape s = {300, 8, 8, 2, 16, 4, 1};
@@ -729,6 +732,7 @@ TEST(layer_coupling_nn_groups) {
                              one, one_scratch);
     }
     double tol = IS_DOUBLE ? 1e-12 : 1e-4;
+    real *two_slot_h = pool_reals(&p, rows * s.cout), *two_slot_dz1 = NULL, *two_slot_grad = NULL;
     for (int slots = 1; slots <= 3; slots++) {
         s.slots = slots;
         size_t n_scratch = coupling_nn_scratch(s);
@@ -751,6 +755,16 @@ TEST(layer_coupling_nn_groups) {
         for (size_t i = 0; i < n_params; i++) gmax = fmax(gmax, fabs(want_grad[i]));
         CHECK(max_abs_diff(grad, want_grad, n_params) <= tol * (1 + gmax),
               "slots %d: parameter gradients differ by %g", slots, max_abs_diff(grad, want_grad, n_params));
+        if (slots == 2) {
+            memcpy(two_slot_h, got.h, sizeof(real) * rows * s.cout); /* the init below overwrites it */
+            two_slot_dz1 = dz1, two_slot_grad = grad;
+        } else if (slots == 3) {
+            CHECK(memcmp(got.h, two_slot_h, sizeof(real) * rows * s.cout) == 0, "slots 3: h not the 2-slot bits");
+            CHECK(memcmp(dz1, two_slot_dz1, sizeof(real) * rows * s.cin) == 0, "slots 3: dz1 not the 2-slot bits");
+            CHECK(memcmp(grad, two_slot_grad, sizeof(real) * n_params) == 0,
+                  "slots 3: parameter gradients not the 2-slot bits (off by %g)",
+                  max_abs_diff(grad, two_slot_grad, n_params));
+        }
         coupling_nn init_nn = nn_alloc(&p, s, 80);
         coupling_nn_init(&got, &init_nn, z1, s, scratch);
         CHECK(canary_intact(scratch, n_scratch), "slots %d: the passes wrote past coupling_nn_scratch", slots);
@@ -807,8 +821,8 @@ TEST(layer_coupling_nn_packed) {
 
 /* The memory-saving mode's fused pass (network forward, coupling inverse and backward,
  * network backward, image group by image group) against the same passes one after another
- * over the whole batch, for both couplings, on 1-3 thread slots with a short last group,
- * staying inside coupling_nn_scratch (a canary after it). */
+ * over the whole batch, for both couplings, on 1-3 thread slots (the same bits on 2 and 3) with
+ * a short last group, staying inside coupling_nn_scratch (a canary after it). */
 TEST(layer_coupling_rebuild_backward) {
     for (int kind = 0; kind < 2; kind++) {
         glow_coupling coupling = kind ? GLOW_AFFINE : GLOW_ADDITIVE;
@@ -841,7 +855,8 @@ TEST(layer_coupling_rebuild_backward) {
         double tol = IS_DOUBLE ? 1e-12 : 1e-4;
         /* With the input known (a kept one), x stays as given and y is not read: NaN here. */
         real *y_unread = filled(&p, rows * c, 104, NAN, NAN);
-        for (int known = 0; known < 2; known++)
+        for (int known = 0; known < 2; known++) {
+            real *two_slot_dx = NULL, *two_slot_grad = NULL;
             for (int slots = 1; slots <= 3; slots++) {
                 s.slots = slots;
                 size_t n_scratch = coupling_nn_scratch(s);
@@ -865,7 +880,17 @@ TEST(layer_coupling_rebuild_backward) {
                       max_abs_diff(grad, grad_ref, n_params));
                 CHECK(canary_intact(scratch, n_scratch), "%s, slots %d: the pass wrote past coupling_nn_scratch",
                       name, slots);
+                if (slots == 2) {
+                    two_slot_dx = dx, two_slot_grad = grad;
+                } else if (slots == 3) {
+                    CHECK(memcmp(dx, two_slot_dx, sizeof(real) * rows * c) == 0, "%s, slots 3: dx not the 2-slot bits",
+                          name);
+                    CHECK(memcmp(grad, two_slot_grad, sizeof(real) * n_params) == 0,
+                          "%s, slots 3: parameter gradients not the 2-slot bits (off by %g)", name,
+                          max_abs_diff(grad, two_slot_grad, n_params));
+                }
             }
+        }
         pool_free(&p);
     }
 }
