@@ -50,10 +50,14 @@ void pack_weights(real *dst, const real *w, int n, int k, int transposed) {
     }
     float *p = panels(dst);
     size_t along_n = transposed ? 1 : k, along_k = transposed ? n : 1;
-    for (int n0 = 0; n0 < n; n0 += PANEL, p += (size_t)PANEL * k)
+    /* in parallel over the panels where this runs outside the threads' groups (see coupling.c) */
+    #pragma omp parallel for schedule(static) if ((size_t)n * k > 65536)
+    for (int n0 = 0; n0 < n; n0 += PANEL) {
+        float *panel = p + (size_t)n0 * k;
         for (int kk = 0; kk < k; kk++)
             for (int j = 0; j < PANEL; j++)
-                p[(size_t)kk * PANEL + j] = n0 + j < n ? (float)w[(n0 + j) * along_n + kk * along_k] : 0.0f;
+                panel[(size_t)kk * PANEL + j] = n0 + j < n ? (float)w[(n0 + j) * along_n + kk * along_k] : 0.0f;
+    }
 }
 
 /* ---- bfloat16 x 3 on AMX -----------------------------------------------------------------
@@ -166,18 +170,22 @@ pack_bf16x3(real *dst, const real *w, int n, int k, int transposed) {
     size_t along_n = transposed ? 1 : k, along_k = transposed ? n : 1;
     const __m512i tile_rows = _mm512_set_epi32(240, 224, 208, 192, 176, 160, 144, 128, 112, 96,
                                                80, 64, 48, 32, 16, 0);
-    float col[KBLOCK];
+    int kpad = k_padded(k);
+    #pragma omp parallel for schedule(static) if ((size_t)n * k > 65536)
     for (int n0 = 0; n0 < n; n0 += PANEL)
-        for (int k0 = 0; k0 < k; k0 += KBLOCK, p += PANEL * KBLOCK)
+        for (int k0 = 0; k0 < k; k0 += KBLOCK) {
+            float col[KBLOCK];
+            uint32_t *block0 = p + (size_t)n0 * kpad + (size_t)k0 * PANEL; /* as laid out above */
             for (int j = 0; j < PANEL; j++) {
                 for (int kk = 0; kk < KBLOCK; kk++)
                     col[kk] = n0 + j < n && k0 + kk < k ? (float)w[(n0 + j) * along_n + (k0 + kk) * along_k] : 0.0f;
                 __m512i h, l;
                 split32(_mm512_loadu_ps(col), _mm512_loadu_ps(col + 16), &h, &l);
-                uint32_t *block = p + j / 16 * 256 + j % 16;
+                uint32_t *block = block0 + j / 16 * 256 + j % 16;
                 _mm512_i32scatter_epi32(block, tile_rows, h, 4);
                 _mm512_i32scatter_epi32(block + 1024, tile_rows, l, 4); /* the lo tiles */
             }
+        }
 }
 
 /* packed_gemm on weights packed by pack_bf16x3: per 16 rows, the rows are split once, then
