@@ -145,7 +145,7 @@ static size_t conv_scratch(nn_shape s) {
     return m > c ? m : c;
 }
 
-/* ---- image groups: both passes run one group of whole images per thread ------------------
+/* ---- image groups: both passes run image group by image group, a group to a thread -------
  * The threads take the groups as they come free (OpenMP's dynamic schedule), so that a
  * faster core takes more of them: this machine's two vCPUs often differ by 2x on AMX. A
  * group's weight gradients go to a copy of its own, added in group order afterwards, so the
@@ -245,8 +245,8 @@ static size_t tile_rebuild_scratch(nn_shape s, int g) {
 }
 
 /* The tiled passes need the packed weights (both packings for the rebuild), a group's
- * scratch per thread and, backward, the groups' gradient copies; the initialisation runs the forward pass on the whole batch (the
- * actnorms' statistics are the batch's). */
+ * scratch per thread and, backward, the groups' gradient copies; the initialisation runs
+ * the forward pass on the whole batch (the actnorms' statistics are the batch's). */
 size_t coupling_nn_scratch(nn_shape s) {
     int g = tile_images(s);
     size_t forward = slots_of(s) * tile_scratch(s, g);

@@ -702,9 +702,9 @@ static int canary_intact(const real *scratch, size_t n) {
  * groups as they come free: its outputs and gradients must not depend on the grouping
  * (compared with one image at a time), and must be the same bits on 2 and 3 slots (each
  * group sums into its own gradient copy, added in group order; on 1 slot, OpenBLAS may use
- * threads of its own and sum differently); the passes must stay
- * inside coupling_nn_scratch (a canary after it). The shape makes groups of 16 images with
- * a short last group. */
+ * threads of its own and sum differently); the passes must stay inside
+ * coupling_nn_scratch (a canary after it). The shape makes groups of 16 images with a
+ * short last group. */
 TEST(layer_coupling_nn_groups) {
     pool p = {0};
     nn_shape s = {300, 8, 8, 2, 16, 4, 1};
