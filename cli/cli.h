@@ -51,8 +51,8 @@ int check_matmul_option(const char *arg);
 /* Set the networks' matrix products from --matmul's value (NULL: fp32). Returns 0, or the
  * exit status of the error it printed (bf16x3 where the CPU has no AMX). */
 int use_matmul(const char *matmul);
-/* Threads, matrix products, then the model of --checkpoint (its Polyak average unless --raw). Returns 0, or
- * the exit status of the error it printed. */
+/* Threads, matrix products, then the model of --checkpoint (its Polyak average unless
+ * --raw). Returns 0, or the exit status of the error it printed. */
 int open_model(const common_opts *common, glow_model **m);
 
 /* Strict parsers: the whole string must be a number in range, else a usage error naming

@@ -133,6 +133,14 @@ static inline __mmask16 columns_mask(int left) {
     return left >= 16 ? 0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1u) : 0;
 }
 
+/* The map fused into both kernels' stores: (v + shift) * scale per column where there is a
+ * shift (sh, sc hold it), then ReLU as v > 0 ? v : 0 (NaN too) with PACKED_RELU. */
+static inline __attribute__((always_inline, target("avx512f"))) __m512
+affine_relu(__m512 v, int affine, __m512 sh, __m512 sc, int flags) {
+    if (affine) v = _mm512_mul_ps(_mm512_add_ps(v, sh), sc);
+    return flags & PACKED_RELU ? _mm512_max_ps(v, _mm512_setzero_ps()) : v;
+}
+
 /* hi, lo := the split of 32 floats (v0 first), each rounded to nearest even. */
 static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512bf16"))) void
 split32(__m512 v0, __m512 v1, __m512i *hi, __m512i *lo) {
@@ -226,15 +234,13 @@ gemm_bf16x3(float *out, int ldo, const float *a, int lda, const uint16_t *packed
                 else _tile_stored(3, c, 64);
                 int j0 = n0 + 16 * cb;
                 __mmask16 msk = columns_mask(cols - 16 * cb);
-                __m512 sh = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+                __m512 sh = _mm512_setzero_ps(), sc = _mm512_setzero_ps();
                 if (shift) sh = _mm512_maskz_loadu_ps(msk, shift + j0), sc = _mm512_maskz_loadu_ps(msk, scale + j0);
                 for (int i = 0; i < mr; i++) {
                     float *o = out + (m + i) * ldo + j0;
                     __m512 v = _mm512_load_ps(c + 16 * i);
                     if (flags & PACKED_ADD) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(msk, o));
-                    if (shift) v = _mm512_mul_ps(_mm512_add_ps(v, sh), sc);
-                    if (flags & PACKED_RELU) v = _mm512_max_ps(v, zero); /* as in tile() */
-                    _mm512_mask_storeu_ps(o, msk, v);
+                    _mm512_mask_storeu_ps(o, msk, affine_relu(v, shift != NULL, sh, sc, flags));
                 }
             }
         }
@@ -264,14 +270,10 @@ tile(const int mr, const int nv, const float *a, size_t lda, const float *w, int
     }
     for (int j = 0; j < nv; j++) {
         __mmask16 m = j == nv - 1 ? last : (__mmask16)0xFFFF;
-        __m512 sh = _mm512_setzero_ps(), sc = _mm512_setzero_ps(), zero = _mm512_setzero_ps();
+        __m512 sh = _mm512_setzero_ps(), sc = _mm512_setzero_ps();
         if (shift) sh = _mm512_maskz_loadu_ps(m, shift + 16 * j), sc = _mm512_maskz_loadu_ps(m, scale + 16 * j);
-        for (int i = 0; i < mr; i++) {
-            __m512 v = acc[i][j];
-            if (shift) v = _mm512_mul_ps(_mm512_add_ps(v, sh), sc);
-            if (flags & PACKED_RELU) v = _mm512_max_ps(v, zero); /* as v > 0 ? v : 0, NaN too */
-            _mm512_mask_storeu_ps(out + i * ldo + 16 * j, m, v);
-        }
+        for (int i = 0; i < mr; i++)
+            _mm512_mask_storeu_ps(out + i * ldo + 16 * j, m, affine_relu(acc[i][j], shift != NULL, sh, sc, flags));
     }
 }
 
@@ -447,9 +449,9 @@ gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int l
                     _tile_loadd(5, a_lo + (size_t)i0 * (TN_ROWS / 2) + kb * 16, TN_ROWS * 2);
 #define COLUMN_BLOCK(T)                                                                              \
                     {                                                                                \
-                        size_t at = (size_t)(j0 / 16 + T) * (TN_ROWS / 2) * 16 + (size_t)kb * 256;   \
-                        _tile_loadd(6, b_hi + at, 64);                                               \
-                        _tile_loadd(7, b_lo + at, 64);                                               \
+                        size_t b_at = (size_t)(j0 / 16 + T) * (TN_ROWS / 2) * 16 + (size_t)kb * 256; \
+                        _tile_loadd(6, b_hi + b_at, 64);                                             \
+                        _tile_loadd(7, b_lo + b_at, 64);                                             \
                         _tile_dpbf16ps(T, 4, 6); _tile_dpbf16ps(T, 5, 6); _tile_dpbf16ps(T, 4, 7);  \
                     }
                     COLUMN_BLOCK(0)
