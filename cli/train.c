@@ -30,6 +30,8 @@ static const char *help =
     "  --depth K             flow steps per scale (default 8)\n"
     "  --width W             coupling network channels (default 128)\n"
     "  --coupling C          additive | affine (default affine)\n"
+    "  --affine-scale S      tanh (log s = 2 tanh(u/2), bounded: the default) | sigmoid\n"
+    "                        (s = sigmoid(u + 2), the paper's)\n"
     "  --permutation P       reverse | shuffle | invconv | invconv-lu (default invconv-lu)\n"
     "  --no-learntop         standard normal top prior instead of a learned one\n"
     "  --ycond               class-conditional top prior (needs labels)\n"
@@ -68,7 +70,7 @@ static const char *help =
     "                        4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 enum {
-    O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_PERMUTATION,
+    O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_SCALE, O_PERMUTATION,
     O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
     O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY,
     O_MAX_SKIPS, O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
@@ -78,7 +80,8 @@ enum {
 static const struct option long_options[] = {
     {"data", 1, 0, O_DATA}, {"image-size", 1, 0, O_IMAGE_SIZE}, {"levels", 1, 0, O_LEVELS},
     {"depth", 1, 0, O_DEPTH}, {"width", 1, 0, O_WIDTH}, {"coupling", 1, 0, O_COUPLING},
-    {"permutation", 1, 0, O_PERMUTATION}, {"no-learntop", 0, 0, O_NO_LEARNTOP},
+    {"affine-scale", 1, 0, O_SCALE}, {"permutation", 1, 0, O_PERMUTATION},
+    {"no-learntop", 0, 0, O_NO_LEARNTOP},
     {"ycond", 0, 0, O_YCOND}, {"weight-y", 1, 0, O_WEIGHT_Y}, {"n-bits", 1, 0, O_N_BITS},
     {"batch", 1, 0, O_BATCH}, {"init-batch", 1, 0, O_INIT_BATCH}, {"steps", 1, 0, O_STEPS},
     {"epochs", 1, 0, O_EPOCHS}, {"minutes", 1, 0, O_MINUTES}, {"lr", 1, 0, O_LR},
@@ -138,6 +141,11 @@ static int parse_options(train_opts *o, int argc, char **argv) {
             if ((v = glow_coupling_parse(optarg)) < 0)
                 return cli_usage_error("--coupling '%s': expected additive or affine", optarg);
             o->cfg.coupling = v;
+            break;
+        case O_SCALE:
+            if ((v = glow_affine_scale_parse(optarg)) < 0)
+                return cli_usage_error("--affine-scale '%s': expected tanh or sigmoid", optarg);
+            o->cfg.affine_scale = v;
             break;
         case O_PERMUTATION:
             if ((v = glow_permutation_parse(optarg)) < 0)
@@ -204,6 +212,7 @@ static int check_resume_options(const train_opts *o, const glow_config *ck) {
         {O_DEPTH, "--depth", o->cfg.depth, ck->depth},
         {O_WIDTH, "--width", o->cfg.width, ck->width},
         {O_COUPLING, "--coupling", o->cfg.coupling, ck->coupling},
+        {O_SCALE, "--affine-scale", o->cfg.affine_scale, ck->affine_scale},
         {O_PERMUTATION, "--permutation", o->cfg.permutation, ck->permutation},
         {O_N_BITS, "--n-bits", o->cfg.n_bits, ck->n_bits},
         {O_NO_LEARNTOP, "--no-learntop", o->cfg.learntop, ck->learntop},
@@ -218,6 +227,51 @@ static int check_resume_options(const train_opts *o, const glow_config *ck) {
         return cli_error("%s holds a model with --weight-y %g, not %g", o->checkpoint,
                          ck->weight_y, o->cfg.weight_y);
     return 0;
+}
+
+/* ---- per-level extremes over a log interval ---------------------------------------------- */
+
+/* Fold one step's level stats into the interval's: extremes of the extremes, sums of the
+ * terms (divided by the step count when written). A NaN, once in, stays. */
+static void fold_min(double *v, double x) { if (!isnan(*v) && !(x >= *v)) *v = x; }
+static void fold_max(double *v, double x) { if (!isnan(*v) && !(x <= *v)) *v = x; }
+static void fold_levels(glow_level_stats *iv, const glow_level_stats *st, int levels, int first) {
+    for (int i = 0; i < levels; i++) {
+        if (first) { iv[i] = st[i]; continue; }
+        fold_min(&iv[i].min_coupling_logs, st[i].min_coupling_logs);
+        fold_max(&iv[i].max_coupling_shift, st[i].max_coupling_shift);
+        fold_min(&iv[i].min_actnorm_logs, st[i].min_actnorm_logs);
+        fold_min(&iv[i].min_invconv_logs, st[i].min_invconv_logs);
+        fold_min(&iv[i].min_prior_logs, st[i].min_prior_logs);
+        fold_max(&iv[i].max_abs_z, st[i].max_abs_z);
+        fold_max(&iv[i].max_z_score, st[i].max_z_score);
+        iv[i].logdet_bits += st[i].logdet_bits;
+        iv[i].prior_bits += st[i].prior_bits;
+    }
+}
+
+/* JSON numbers: a NaN or an infinity is written as null. */
+static void put_number(FILE *f, const char *key, double v) {
+    if (isfinite(v)) fprintf(f, "\"%s\":%.6g", key, v);
+    else fprintf(f, "\"%s\":null", key);
+}
+
+static void write_levels(FILE *f, const glow_level_stats *iv, int levels, int steps) {
+    fputs(",\"levels\":[", f);
+    for (int i = 0; i < levels; i++) {
+        const glow_level_stats *l = &iv[i];
+        fputs(i ? ",{" : "{", f);
+        put_number(f, "min_coupling_logs", l->min_coupling_logs), fputc(',', f);
+        put_number(f, "max_coupling_shift", l->max_coupling_shift), fputc(',', f);
+        put_number(f, "min_actnorm_logs", l->min_actnorm_logs), fputc(',', f);
+        put_number(f, "min_invconv_logs", l->min_invconv_logs), fputc(',', f);
+        put_number(f, "min_prior_logs", l->min_prior_logs), fputc(',', f);
+        put_number(f, "max_abs_z", l->max_abs_z), fputc(',', f);
+        put_number(f, "max_z_score", l->max_z_score), fputc(',', f);
+        put_number(f, "logdet_bpd", l->logdet_bits / steps), fputc(',', f);
+        put_number(f, "prior_bpd", l->prior_bits / steps), fputc('}', f);
+    }
+    fputc(']', f);
 }
 
 /* ---- the training curve, kept in memory and redrawn as a PNG ------------------------- */
@@ -389,10 +443,12 @@ int cmd_train(int argc, char **argv) {
     curve cv = {0};
     if (o.resume) curve_load(&cv, metrics_path, st.step);
 
-    fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s %s, %zu "
-                    "parameters; batch %d, %d threads, %s\n",
+    fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
+                    "%zu parameters; batch %d, %d threads, %s\n",
             o.data, train.n, train.h, train.w, train.c, cfg->levels, cfg->depth, cfg->width,
-            glow_coupling_name(cfg->coupling), glow_permutation_name(cfg->permutation),
+            glow_coupling_name(cfg->coupling), cfg->coupling == GLOW_AFFINE ? " " : "",
+            cfg->coupling == GLOW_AFFINE ? glow_affine_scale_name(cfg->affine_scale) : "",
+            glow_permutation_name(cfg->permutation),
             glow_model_n_trainable(m), o.batch, glow_get_threads(),
             o.resume ? "resuming" : "fresh start");
     if (o.resume)
@@ -411,6 +467,9 @@ int cmd_train(int argc, char **argv) {
     snprintf(best_path, sizeof best_path, "%s.best", o.checkpoint);
     /* steps of the interval redone exactly, and that kept their inputs after one (glow.h) */
     int n_interval = 0, redone_interval = 0, exact_interval = 0;
+    long long redone_total = 0;
+    double max_step_bpd = 0, max_drift = 0; /* the interval's worst step and rebuild error */
+    glow_level_stats level_interval[GLOW_MAX_LEVELS];
     long long start_step = st.step;
     glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
     int status = 0;
@@ -459,8 +518,12 @@ int cmd_train(int argc, char **argv) {
                     "are rebuilt\n", ss.kept_steps, cfg->levels * cfg->depth, o.activation_mib);
         train_seconds += now_seconds() - t0;
         bpd_sum += ss.bpd;
+        fold_levels(level_interval, ss.level, cfg->levels, n_interval == 0);
+        if (n_interval == 0 || ss.bpd > max_step_bpd) max_step_bpd = ss.bpd;
+        if (n_interval == 0 || !(ss.max_rebuild_error <= max_drift)) max_drift = ss.max_rebuild_error;
         n_interval++;
         redone_interval += ss.recomputed;
+        redone_total += ss.recomputed;
         exact_interval += ss.inputs_kept;
 
         int last = st.step == total;
@@ -474,20 +537,23 @@ int cmd_train(int argc, char **argv) {
             format_duration(eta_s, sizeof eta_s, eta);
             char test_s[32];
             format_bpd(test_s, sizeof test_s, last_test);
+            /* Steps redone for drift (glow.h) count in the line; the details go to metrics. */
+            char redone_s[32] = "";
+            if (redone_total) snprintf(redone_s, sizeof redone_s, "  redone %lld", redone_total);
             fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %s  "
-                    "lr %.2g  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
+                    "lr %.2g%s  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
                     st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
-                    test_s, glow_optimizer_lr(&opt), eta_s, tty ? "   " : "\n");
-            if (redone_interval || exact_interval)
-                fprintf(stderr, "%s(of the last %d steps, %d redone from kept inputs because the "
-                        "rebuilt inputs drifted, %d kept their inputs after such a step)\n",
-                        tty ? "\n" : "", n_interval, redone_interval, exact_interval);
-            fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,\"lr\":%.6g,"
-                    "\"img_per_s\":%.2f,\"grad_norm\":%.4g,\"skipped\":%lld,\"redone\":%d,"
-                    "\"inputs_kept\":%d,\"time_s\":%.1f}\n", (long long)st.step,
-                    st.epoch + (double)st.batch_in_epoch / batches_per_epoch, mean_bpd,
-                    glow_optimizer_lr(&opt), ips, gnorm, (long long)st.skipped, redone_interval,
-                    exact_interval, now_seconds() - t_start);
+                    test_s, glow_optimizer_lr(&opt), redone_s, eta_s, tty ? "   " : "\n");
+            fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,"
+                    "\"max_step_bpd\":%.5g,\"lr\":%.6g,\"img_per_s\":%.2f,\"grad_norm\":%.4g,"
+                    "\"skipped\":%lld,\"redone\":%d,\"inputs_kept\":%d,\"time_s\":%.1f,",
+                    (long long)st.step, st.epoch + (double)st.batch_in_epoch / batches_per_epoch,
+                    mean_bpd, max_step_bpd, glow_optimizer_lr(&opt), ips, gnorm,
+                    (long long)st.skipped, redone_interval, exact_interval,
+                    now_seconds() - t_start);
+            put_number(metrics, "max_rebuild_error", max_drift);
+            write_levels(metrics, level_interval, cfg->levels, n_interval);
+            fputs("}\n", metrics);
             fflush(metrics);
             curve_add(&cv, st.step, mean_bpd, NAN);
             bpd_sum = 0, n_interval = 0, redone_interval = 0, exact_interval = 0;

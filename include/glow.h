@@ -58,6 +58,11 @@ int glow_fail(int status, const char *fmt, ...) __attribute__((format(printf, 2,
 /* ---------------------------------------------------------------- hyperparameters -- */
 
 typedef enum { GLOW_ADDITIVE = 0, GLOW_AFFINE = 1 } glow_coupling;
+/* The affine coupling's scale from u = h[..., 1::2], the network's scale channels:
+ * sigmoid: s = sigmoid(u + 2), the paper's; s in (0, 1), and it underflows to 0 when u is
+ *          very negative (the inverse then fails);
+ * tanh:    log s = 2 tanh(u / 2), a soft clamp; s in [e^-2, e^2], never near 0 (default). */
+typedef enum { GLOW_SCALE_SIGMOID = 0, GLOW_SCALE_TANH = 1 } glow_affine_scale;
 typedef enum {
     GLOW_REVERSE = 0,
     GLOW_SHUFFLE = 1,
@@ -72,6 +77,7 @@ typedef struct glow_config {
     int width;                     /* hidden channels of the coupling network */
     glow_coupling coupling;
     glow_permutation permutation;
+    glow_affine_scale affine_scale; /* affine coupling only */
     int learntop;      /* 1: learned top prior (a bias per position and channel) */
     int n_classes;     /* 0: unconditional; > 0: labels in [0, n_classes) */
     int ycond;         /* 1: top prior conditioned on the label (needs n_classes) */
@@ -80,16 +86,18 @@ typedef struct glow_config {
     uint64_t seed;     /* initial weights and fixed permutations */
 } glow_config;
 
-/* Defaults: 28x28x1 (Fashion-MNIST), L=2, K=8, width 128, affine, invconv-lu, learntop,
- * unconditional, n_bits 8, seed 1. */
+/* Defaults: 28x28x1 (Fashion-MNIST), L=2, K=8, width 128, affine with the tanh scale,
+ * invconv-lu, learntop, unconditional, n_bits 8, seed 1. */
 void glow_config_default(glow_config *cfg);
 /* GLOW_OK or GLOW_EINVAL with a message naming the offending value. */
 int glow_config_check(const glow_config *cfg);
 /* Names used by the CLI and the checkpoint ("additive", "invconv-lu", ...); -1 if unknown. */
 const char *glow_coupling_name(glow_coupling c);
 const char *glow_permutation_name(glow_permutation p);
+const char *glow_affine_scale_name(glow_affine_scale s);
 int glow_coupling_parse(const char *name);
 int glow_permutation_parse(const char *name);
+int glow_affine_scale_parse(const char *name);
 
 /* ---------------------------------------------------------------- the model -------- */
 
@@ -157,6 +165,24 @@ int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch
 int glow_model_sample(glow_model *m, const int *y, int batch, double temperature,
                       uint64_t seed, glow_real *x);
 
+/* The most levels a model has (glow_config_check). */
+#define GLOW_MAX_LEVELS 16
+
+/* One level's extremes and terms in a forward pass over a batch, so that a loss spike
+ * names its layer. Log-scales are natural logs. */
+typedef struct glow_level_stats {
+    double min_coupling_logs;  /* smallest log scale of any affine coupling (0: additive) */
+    double max_coupling_shift; /* largest |shift| (additive: |h|) of any coupling */
+    double min_actnorm_logs;   /* smallest actnorm log scale, 3 * logs (parameters) */
+    double min_invconv_logs;   /* smallest log|s| of an LU 1x1 convolution (0: other kinds) */
+    double min_prior_logs;     /* smallest log std of this level's prior (split or top) */
+    double max_abs_z;          /* largest |z| factored out here (the top latent: last level) */
+    double max_z_score;        /* largest |z - mean| / std under that prior */
+    double logdet_bits;        /* its flow steps' share of the bits/dim, -log-det / (D ln 2) */
+    double prior_bits;         /* its prior's share, -log N(z) / (D ln 2); the shares of all
+                                  levels plus n_bits make the bits/dim (batch means) */
+} glow_level_stats;
+
 typedef struct glow_step_stats {
     double loss;     /* mean bits/dim + weight_y * mean class bits */
     double bpd;      /* mean bits/dim of the batch */
@@ -168,6 +194,7 @@ typedef struct glow_step_stats {
     int inputs_kept; /* 1: every flow step's input was kept from the start, so none was
                         rebuilt: the 50 steps after a redone one do that */
     int kept_steps;  /* flow steps whose activations were kept (see activation memory) */
+    glow_level_stats level[GLOW_MAX_LEVELS]; /* the first `levels` are filled */
 } glow_step_stats;
 
 /* One training step's forward and backward pass on a preprocessed batch: sets
@@ -309,7 +336,10 @@ int glow_grid_write(const char *path, const uint8_t *images, int n, int h, int w
  * (letters print in upper case), a title and a legend of `labels` (NULL: no legend).
  * x NULL means 0..n_points-1. Points with a non-finite x or y are skipped and the line
  * joins the finite points around them (a series measured every few steps can share x).
- * width and height in 160..8192 and 120..8192. */
+ * The y range ends at the fences Q1 - 10 IQR and Q3 + 10 IQR of all the finite values, so
+ * that one far-off value (a loss spike) does not flatten the rest: points beyond are drawn
+ * at the edge with a mark, and a note says how many. width and height in 160..8192 and
+ * 120..8192. */
 int glow_plot_write(const char *path, const char *title, const double *x,
                     const double *const *ys, const char *const *labels, int n_series,
                     int n_points, int width, int height);

@@ -21,8 +21,10 @@
 #include "model.h"
 
 #define MAGIC "GLOWCKPT"
-#define VERSION 1u
-#define HEADER_SIZE 272 /* magic .. n_params: the fixed part, see docs/FORMAT.md */
+#define VERSION 2u      /* written; version 1 (no affine scale field: sigmoid) still loads */
+#define HEADER_SIZE 296 /* magic .. affine scale: the fixed part, see docs/FORMAT.md */
+#define HEADER_SIZE_V1 272
+static size_t header_size(uint32_t version) { return version == 1 ? HEADER_SIZE_V1 : HEADER_SIZE; }
 #define NAME_FIELD 16   /* coupling, permutation and optimizer names, NUL-padded */
 
 static const char *section_names[] = {"params", "moment1", "moment2", "average"};
@@ -191,6 +193,8 @@ static uint8_t *encode_header(size_t *size, const glow_model *m, const glow_opti
     put_u32(h + 256, (uint32_t)nt);
     put_u32(h + 260, opt ? 4 : 1);
     put_u64(h + 264, glow_model_n_params(m));
+    put_u32(h + 272, (uint32_t)cfg->affine_scale);
+    put_name(h + 280, glow_affine_scale_name(cfg->affine_scale));
     uint8_t *p = h + HEADER_SIZE;
     for (int i = 0; i < nt; i++) {
         const glow_tensor_info *t = glow_model_tensor(m, i);
@@ -387,6 +391,7 @@ static int check_directory(const char *path, cursor *c, const glow_model *m, int
 }
 
 static int parse_config(const char *path, const uint8_t *h, glow_config *cfg) {
+    uint32_t version = get_u32(h + 8);
     memset(cfg, 0, sizeof *cfg);
     cfg->image_h = (int32_t)get_u32(h + 24);
     cfg->image_w = (int32_t)get_u32(h + 28);
@@ -402,15 +407,20 @@ static int parse_config(const char *path, const uint8_t *h, glow_config *cfg) {
     cfg->n_bits = (int32_t)get_u32(h + 100);
     cfg->weight_y = get_f64(h + 104);
     cfg->seed = get_u64(h + 112);
+    /* Version 1 had only the paper's scale. */
+    cfg->affine_scale = version == 1 ? GLOW_SCALE_SIGMOID : (glow_affine_scale)get_u32(h + 272);
     /* The codes rule; the names are for readers, but they must agree. */
-    char cname[NAME_FIELD + 1] = {0}, pname[NAME_FIELD + 1] = {0};
+    char cname[NAME_FIELD + 1] = {0}, pname[NAME_FIELD + 1] = {0}, sname[NAME_FIELD + 1] = {0};
     memcpy(cname, h + 56, NAME_FIELD);
     memcpy(pname, h + 72, NAME_FIELD);
+    if (version == 1) strcpy(sname, "sigmoid");
+    else memcpy(sname, h + 280, NAME_FIELD);
     if (glow_coupling_parse(cname) != (int)cfg->coupling ||
-        glow_permutation_parse(pname) != (int)cfg->permutation)
-        return glow_fail(GLOW_EFORMAT, "%s: coupling %d \"%s\" / permutation %d \"%s\": codes "
-                         "and names disagree", path, (int)cfg->coupling, cname,
-                         (int)cfg->permutation, pname);
+        glow_permutation_parse(pname) != (int)cfg->permutation ||
+        glow_affine_scale_parse(sname) != (int)cfg->affine_scale)
+        return glow_fail(GLOW_EFORMAT, "%s: coupling %d \"%s\" / permutation %d \"%s\" / affine "
+                         "scale %d \"%s\": codes and names disagree", path, (int)cfg->coupling,
+                         cname, (int)cfg->permutation, pname, (int)cfg->affine_scale, sname);
     if (glow_config_check(cfg) != GLOW_OK)
         return glow_fail(GLOW_EFORMAT, "%s: bad hyperparameters: %s", path, glow_last_error());
     return GLOW_OK;
@@ -427,12 +437,12 @@ static int check_envelope(const char *path, const uint8_t *d, size_t size) {
     if (size < 12)
         return glow_fail(GLOW_EFORMAT, "%s: truncated: %zu bytes, no version", path, size);
     uint32_t version = get_u32(d + 8);
-    if (version != VERSION)
+    if (version < 1 || version > VERSION)
         return glow_fail(GLOW_EFORMAT, "%s: unsupported checkpoint version %u (this build "
-                         "reads version %u)", path, version, VERSION);
-    if (size < HEADER_SIZE + 4)
-        return glow_fail(GLOW_EFORMAT, "%s: truncated: %zu bytes, shorter than the %d-byte "
-                         "header", path, size, HEADER_SIZE);
+                         "reads versions 1 to %u)", path, version, VERSION);
+    if (size < header_size(version) + 4)
+        return glow_fail(GLOW_EFORMAT, "%s: truncated: %zu bytes, shorter than the %zu-byte "
+                         "header", path, size, header_size(version));
     uint64_t declared = get_u64(d + 16);
     uint32_t stored = get_u32(d + size - 4);
     uLong crc = crc_of(crc32(0L, Z_NULL, 0), d, size - 4);
@@ -512,7 +522,7 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
         goto fail;
     }
     size_t n = glow_model_n_params(m);
-    cursor c = {d, HEADER_SIZE, size - 4};
+    cursor c = {d, header_size(get_u32(d + 8)), size - 4};
     if (n_params != n) {
         glow_fail(GLOW_EFORMAT, "%s: tensor mismatch: %llu parameters in the file, %zu in the "
                   "model its hyperparameters build", path, (unsigned long long)n_params, n);

@@ -1,9 +1,10 @@
 /* coupling.c: the affine and additive coupling layers and their network.
  *
  * x1 = channels [0, c/2) pass through unchanged and condition h = NN(x1); x2 = [c/2, c) is
- * shifted (additive: x2 + h) or shifted and scaled (affine: (x2 + h[0::2]) *
- * sigmoid(h[1::2] + 2), log-det sum(log scale)). Shift and scale interleave in h, as in the
- * original implementation. */
+ * shifted (additive: x2 + h) or shifted and scaled (affine: (x2 + h[0::2]) * s, log-det
+ * sum(log s)), with s from u = h[1::2] by one of two functions (glow_affine_scale): the
+ * paper's sigmoid(u + 2), or the soft clamp log s = 2 tanh(u / 2). Shift and scale
+ * interleave in h, as in the original implementation. */
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -11,25 +12,69 @@
 
 int coupling_nn_out(glow_coupling kind, int c) { return kind == GLOW_AFFINE ? c : c / 2; }
 
-/* glibc's vector versions (libmvec) of the two functions the scales need, so that the loop
- * below runs 8 doubles at a time; they are within 4 ulp. */
+/* glibc's vector versions (libmvec) of the functions the scales need, so that the loops
+ * below run 8 doubles at a time; they are within 4 ulp. */
 #pragma omp declare simd notinbranch
 double exp(double);
 #pragma omp declare simd notinbranch
 double log1p(double);
+#pragma omp declare simd notinbranch
+double tanh(double);
 
-/* The scales s = sigmoid(v) of n consecutive (pixel, channel) pairs, v = h[1::2] + 2, and
- * the sum of log s. With e = exp(-|v|): s = 1/(1+e) for v >= 0 and e/(1+e) below, and
- * log s = min(v, 0) - log1p(e): one exp and one log1p, neither overflowing. */
-static double affine_scales(double *s, const real *h, size_t n) {
+/* The soft clamp's bound: log s in (-TANH_BOUND, TANH_BOUND). */
+#define TANH_BOUND 2.0
+
+/* The scales s of n consecutive (pixel, channel) pairs from u = h[1::2], and the sum of
+ * log s; d (if not NULL) receives d log s / du, which the backward pass needs.
+ * sigmoid: with v = u + 2 and e = exp(-|v|), s = 1/(1+e) for v >= 0 and e/(1+e) below,
+ *   log s = min(v, 0) - log1p(e) (one exp and one log1p, neither overflowing), and
+ *   d log s / du = 1 - s, which stays finite where s underflows.
+ * tanh: t = tanh(u / 2), log s = 2 t, s = exp(2 t) in [e^-2, e^2], d log s / du = 1 - t^2. */
+static double affine_scales(double *s, double *d, const real *h, size_t n,
+                            glow_affine_scale scale) {
     double log_sum = 0;
+    if (scale == GLOW_SCALE_TANH) {
+        #pragma omp simd reduction(+:log_sum)
+        for (size_t i = 0; i < n; i++) {
+            double t = tanh((double)h[2 * i + 1] * (1.0 / TANH_BOUND));
+            s[i] = exp(TANH_BOUND * t);
+            if (d) d[i] = 1.0 - t * t;
+            log_sum += TANH_BOUND * t;
+        }
+        return log_sum;
+    }
     #pragma omp simd reduction(+:log_sum)
     for (size_t i = 0; i < n; i++) {
         double v = (double)h[2 * i + 1] + 2.0, e = exp(-fabs(v));
         s[i] = (v >= 0 ? 1.0 : e) / (1.0 + e);
+        if (d) d[i] = 1.0 - s[i];
         log_sum += (v < 0 ? v : 0.0) - log1p(e);
     }
     return log_sum;
+}
+
+double coupling_log_scale(glow_affine_scale scale, double u) {
+    if (scale == GLOW_SCALE_TANH) return TANH_BOUND * tanh(u / TANH_BOUND);
+    double v = u + 2.0;
+    return (v < 0 ? v : 0.0) - log1p(exp(-fabs(v)));
+}
+
+void coupling_extremes(const real *h, glow_coupling kind, glow_affine_scale scale, size_t rows,
+                       int c, double *min_log_scale, double *max_shift) {
+    int affine = kind == GLOW_AFFINE;
+    size_t n = rows * (size_t)(c / 2);
+    double lo = INFINITY, big = 0;
+    int nan = 0;
+    /* log s rises with u, so the smallest u gives the smallest log s. */
+    #pragma omp parallel for schedule(static) reduction(min:lo) reduction(max:big) reduction(|:nan)
+    for (size_t i = 0; i < n; i++) {
+        double t = affine ? h[2 * i] : h[i], u = affine ? h[2 * i + 1] : 0;
+        nan |= isnan(t) | isnan(u);
+        if (u < lo) lo = u;
+        if (fabs(t) > big) big = fabs(t);
+    }
+    *min_log_scale = nan ? NAN : affine && n ? coupling_log_scale(scale, lo) : 0;
+    *max_shift = nan ? NAN : big;
 }
 
 /* The affine passes take an image's pixels in chunks of about SCALE_CHUNK scales. */
@@ -58,44 +103,45 @@ static void couple_chunk(real *out, const real *in, const real *h, const double 
 
 /* The forward or inverse coupling of one image's pixels [p0, p1); returns its log-det. */
 static double couple_pixels(real *out, const real *in, const real *h, glow_coupling kind,
-                            size_t p0, size_t p1, int c, int inverse) {
+                            glow_affine_scale scale, size_t p0, size_t p1, int c, int inverse) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
     size_t step = chunk_pixels(half);
     double s[step * half], ld = 0;
     for (size_t q0 = p0; q0 < p1; q0 += step) {
         size_t q1 = q0 + step < p1 ? q0 + step : p1;
-        if (kind == GLOW_AFFINE) ld += affine_scales(s, h + q0 * hc, (q1 - q0) * half);
+        if (kind == GLOW_AFFINE) ld += affine_scales(s, NULL, h + q0 * hc, (q1 - q0) * half, scale);
         couple_chunk(out, in, h, kind == GLOW_AFFINE ? s : NULL, kind, q0, q1, c, inverse);
     }
     return ld;
 }
 
 void coupling_forward(real *y, double *logdet, const real *x, const real *h, glow_coupling kind,
-                      int batch, size_t hw, int c) {
+                      glow_affine_scale scale, int batch, size_t hw, int c) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
-        double ld = couple_pixels(y, x, h, kind, b * hw, (b + 1) * hw, c, 0);
+        double ld = couple_pixels(y, x, h, kind, scale, b * hw, (b + 1) * hw, c, 0);
         if (logdet) logdet[b] += ld;
     }
 }
 
 void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glow_coupling kind,
-                      int batch, size_t hw, int c) {
+                      glow_affine_scale scale, int batch, size_t hw, int c) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
-        double ld = couple_pixels(x, y, h, kind, b * hw, (b + 1) * hw, c, 1);
+        double ld = couple_pixels(x, y, h, kind, scale, b * hw, (b + 1) * hw, c, 1);
         if (logdet) logdet[b] -= ld;
     }
 }
 
-/* Affine: y2 = (x2 + t) s with s = sigmoid(a + 2). dx2 = dt = dy2 s; ds = dy2 (x2 + t) +
- * dlogdet / s (from log s in the log-det); da = ds s (1 - s) = dy2 (x2 + t) s (1 - s) +
- * dlogdet (1 - s), written without the division so that an s that underflows to 0 gives
- * a finite gradient. Additive: dx2 = dh = dy2. */
-/* coupling_backward on pixels [q0, q1), whose affine scales are s (as for couple_chunk). */
+/* Affine: y2 = (x2 + t) s with s = s(u). dx2 = dt = dy2 s; with d = d log s / du (from
+ * affine_scales), du = (dy2 (x2 + t) s + dlogdet) d: the chain rule through log s, written
+ * without a division by s so that a sigmoid scale that underflows to 0 gives a finite
+ * gradient. Additive: dx2 = dh = dy2. */
+/* coupling_backward on pixels [q0, q1), whose affine scales are s and d (as for
+ * couple_chunk). */
 static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, const real *h,
-                           const double *s, glow_coupling kind, double dlogdet, size_t q0,
-                           size_t q1, int c) {
+                           const double *s, const double *d, glow_coupling kind, double dlogdet,
+                           size_t q0, size_t q1, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
     for (size_t p = q0; p < q1; p++) {
         const real *dyr = dy + p * c, *xr = x + p * c, *hr = h + p * hc;
@@ -107,9 +153,9 @@ static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, co
                 dhr[j] = (real)g;
                 dxr[half + j] = (real)g;
             } else {
-                double sj = s[(p - q0) * half + j];
+                double sj = s[(p - q0) * half + j], dj = d[(p - q0) * half + j];
                 dhr[2 * j] = (real)(g * sj);
-                dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * (1.0 - sj));
+                dhr[2 * j + 1] = (real)((g * (xr[half + j] + hr[2 * j]) * sj + dlogdet) * dj);
                 dxr[half + j] = (real)(g * sj);
             }
         }
@@ -117,15 +163,18 @@ static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, co
 }
 
 void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
-                       glow_coupling kind, double dlogdet, int batch, size_t hw, int c) {
+                       glow_coupling kind, glow_affine_scale scale, double dlogdet, int batch,
+                       size_t hw, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
     size_t rows = (size_t)batch * hw, step = chunk_pixels(half);
     #pragma omp parallel for schedule(static)
     for (size_t q0 = 0; q0 < rows; q0 += step) {
         size_t q1 = q0 + step < rows ? q0 + step : rows;
-        double s[step * half];
-        if (kind == GLOW_AFFINE) affine_scales(s, h + q0 * hc, (q1 - q0) * half);
-        backward_chunk(dx, dh, dy, x, h, kind == GLOW_AFFINE ? s : NULL, kind, dlogdet, q0, q1, c);
+        double s[step * half], d[step * half];
+        if (kind == GLOW_AFFINE) affine_scales(s, d, h + q0 * hc, (q1 - q0) * half, scale);
+        int affine = kind == GLOW_AFFINE;
+        backward_chunk(dx, dh, dy, x, h, affine ? s : NULL, affine ? d : NULL, kind, dlogdet, q0,
+                       q1, c);
     }
 }
 
@@ -501,8 +550,9 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
  * (they never exist for the whole batch). */
 void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupling_nn *dnn,
                                const real *y, const real *dy, const real *z1,
-                               const coupling_nn *nn, glow_coupling kind, double dlogdet,
-                               nn_shape s, real *scratch) {
+                               const coupling_nn *nn, glow_coupling kind,
+                               glow_affine_scale scale, double dlogdet, nn_shape s,
+                               real *scratch) {
     int g = tile_images(s), slots = thread_count(s), c = 2 * s.cin;
     size_t own_size = tile_rebuild_scratch(s, g), image = (size_t)s.h * s.w;
     size_t rows = (size_t)g * image;
@@ -528,11 +578,14 @@ void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupli
             else nn_forward(&acts, (coupling_nn *)nn, z1 + r0 * s.cin, ts, work, 0);
             for (size_t q = 0; q < n; q += step) { /* the scales once for both passes */
                 size_t q1 = q + step < n ? q + step : n;
-                double scales[step * s.cin], *sc = kind == GLOW_AFFINE ? scales : NULL;
-                if (sc) affine_scales(sc, acts.h + q * s.cout, (q1 - q) * s.cin);
+                double scales[step * s.cin], ds[step * s.cin], *sc = NULL, *d = NULL;
+                if (kind == GLOW_AFFINE) {
+                    sc = scales, d = ds;
+                    affine_scales(sc, d, acts.h + q * s.cout, (q1 - q) * s.cin, scale);
+                }
                 if (!x_known) couple_chunk(x + r0 * c, y + r0 * c, acts.h, sc, kind, q, q1, c, 1);
-                backward_chunk(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, sc, kind, dlogdet,
-                               q, q1, c);
+                backward_chunk(dx + r0 * c, dh, dy + r0 * c, x + r0 * c, acts.h, sc, d, kind,
+                               dlogdet, q, q1, c);
             }
             nn_backward(dz1 + r0 * s.cin, &mine, dh, &acts, nn, z1 + r0 * s.cin, ts,
                         packed ? packed + packed_nn_size(s) : NULL, work);

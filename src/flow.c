@@ -293,6 +293,29 @@ static int perm_backward(glow_model *m, const step_offsets *s, real *da, const r
     return GLOW_OK;
 }
 
+/* *v = min(*v, x), where a NaN, once in, stays. */
+static void lower(double *v, double x) {
+    if (!isnan(*v) && !(x >= *v)) *v = x;
+}
+
+/* The step's parameter extremes and its coupling's smallest log scale from h, into the
+ * level's stats. */
+static void step_extremes(glow_model *m, int li, int k, const real *h, size_t rows) {
+    const level *lv = &m->levels[li];
+    const step_offsets *s = &lv->steps[k];
+    glow_level_stats *st = &m->ws.stats[li];
+    const real *p = m->params;
+    for (int j = 0; j < lv->c; j++) {
+        lower(&st->min_actnorm_logs, ACTNORM_SCALE * p[s->an_s + j]);
+        if (m->cfg.permutation == GLOW_INVCONV_LU) lower(&st->min_invconv_logs, p[s->lu_logs + j]);
+    }
+    double logs, shift;
+    coupling_extremes(h, m->cfg.coupling, m->cfg.affine_scale, rows, lv->c, &logs, &shift);
+    lower(&st->min_coupling_logs, logs);
+    if (!isnan(st->max_coupling_shift) && !(shift <= st->max_coupling_shift))
+        st->max_coupling_shift = shift;
+}
+
 /* One flow step forward on ws->cur in place. */
 static int step_forward(glow_model *m, int li, int k, int batch, int init, int keep) {
     workspace *ws = &m->ws;
@@ -315,7 +338,9 @@ static int step_forward(glow_model *m, int li, int k, int batch, int init, int k
     coupling_nn nn = nn_at(p, s);
     if (init) coupling_nn_init(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
     else coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
-    coupling_forward(ws->cur, ws->logdet, ws->tmp, acts.h, m->cfg.coupling, batch, hw, c);
+    coupling_forward(ws->cur, ws->logdet, ws->tmp, acts.h, m->cfg.coupling, m->cfg.affine_scale,
+                     batch, hw, c);
+    step_extremes(m, li, k, acts.h, rows);
     return GLOW_OK;
 }
 
@@ -331,7 +356,8 @@ static int step_inverse(glow_model *m, int li, int k, int batch, double *logdet)
     coupling_acts acts = {NULL, NULL, ws->h};
     coupling_nn nn = nn_at(m->params, s);
     coupling_nn_forward(&acts, &nn, ws->z1, nn_shape_of(m, lv, batch), ws->scratch);
-    coupling_inverse(ws->tmp, logdet, ws->cur, acts.h, m->cfg.coupling, batch, hw, c);
+    coupling_inverse(ws->tmp, logdet, ws->cur, acts.h, m->cfg.coupling, m->cfg.affine_scale, batch,
+                     hw, c);
     int rc = perm_inverse(m, s, ws->cur, ws->tmp, logdet, batch, hw, c);
     if (rc != GLOW_OK) return rc;
     actnorm_inverse(ws->cur, logdet, ws->cur, m->params + s->an_b, m->params + s->an_s, batch, hw, c);
@@ -368,15 +394,16 @@ static int step_backward(glow_model *m, int li, int k, int batch, double g, int 
     /* Coupling: dp = d(coupling input) in dtmp; the network adds dz1 to the first half. */
     memset(ws->dz1, 0, sizeof(real) * rows * half);
     if (kept) {
-        coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling, g, batch,
-                          hw, c);
+        coupling_backward(ws->dtmp, ws->dh, ws->dcur, ws->tmp, acts.h, m->cfg.coupling,
+                          m->cfg.affine_scale, g, batch, hw, c);
         coupling_nn_backward(ws->dz1, &dnn, ws->dh, &acts, &nn, ws->z1, shape, ws->scratch);
     } else { /* the network's forward pass and the coupling's inverse (unless the input is
               * kept) and backward, in one pass over image groups; z1 is the same half of
               * the output (exact when the input is kept) and of the input */
         copy_columns(ws->z1, half, ws->cur, c, rows, half);
         coupling_rebuild_backward(ws->tmp, input != NULL, ws->dtmp, ws->dz1, &dnn, ws->cur,
-                                  ws->dcur, ws->z1, &nn, m->cfg.coupling, g, shape, ws->scratch);
+                                  ws->dcur, ws->z1, &nn, m->cfg.coupling, m->cfg.affine_scale, g,
+                                  shape, ws->scratch);
         if (!input && (rc = perm_inverse(m, s, ws->abuf, ws->tmp, NULL, batch, hw, c)) != GLOW_OK)
             return rc;
         a = ws->abuf;
@@ -463,32 +490,49 @@ static int check_labels(const glow_model *m, const int *y, int batch, int requir
     return GLOW_OK;
 }
 
-/* x (B,H,W,C) -> ws->z (B,D), ws->logdet and ws->logp (the prior terms) per example. */
+/* The batch's sum of v (B). */
+static double batch_sum(const double *v, int batch) {
+    double t = 0;
+    for (int b = 0; b < batch; b++) t += v[b];
+    return t;
+}
+
+/* x (B,H,W,C) -> ws->z (B,D), ws->logdet and ws->logp (the prior terms) per example, and
+ * each level's extremes and terms in ws->stats. */
 static int flow_forward(glow_model *m, const real *x, const int *y, int batch, int init, int keep) {
     workspace *ws = &m->ws;
     const glow_config *cfg = &m->cfg;
+    double to_bits = -1.0 / (batch * m->dim * LN2);
     for (int b = 0; b < batch; b++) ws->logdet[b] = ws->logp[b] = 0;
     squeeze_forward(ws->cur, x, batch, cfg->image_h, cfg->image_w, cfg->image_c);
     for (int i = 0; i < m->n_levels; i++) {
         const level *lv = &m->levels[i];
         int c = lv->c, half = c / 2;
         size_t rows = (size_t)batch * lv->h * lv->w;
+        glow_level_stats *st = &ws->stats[i];
+        *st = (glow_level_stats){INFINITY, 0, INFINITY, INFINITY, INFINITY, 0, 0, 0, 0};
+        if (cfg->permutation != GLOW_INVCONV_LU) st->min_invconv_logs = 0;
+        double logdet0 = batch_sum(ws->logdet, batch), logp0 = batch_sum(ws->logp, batch);
         for (int k = 0; k < cfg->depth; k++) {
             int rc = step_forward(m, i, k, batch, init, keep);
             if (rc != GLOW_OK) return rc;
         }
+        const real *z = ws->cur;
         if (i < m->n_levels - 1) {
             copy_columns(ws->z1, half, ws->cur, c, rows, half);
             copy_columns(ws->tmp, half, ws->cur + half, c, rows, half);
             split_prior(m, i, ws->z1, batch);
-            gaussian_logp(ws->logp, ws->tmp, ws->mean, ws->logs, batch, lv->z_size);
-            latent_put(ws->z, ws->tmp, lv, batch, m->dim);
-            squeeze_forward(ws->cur, ws->z1, batch, lv->h, lv->w, half);
+            z = ws->tmp;
         } else {
             top_prior(m, y, batch);
-            gaussian_logp(ws->logp, ws->cur, ws->mean, ws->logs, batch, lv->z_size);
-            latent_put(ws->z, ws->cur, lv, batch, m->dim);
         }
+        gaussian_logp(ws->logp, z, ws->mean, ws->logs, batch, lv->z_size);
+        gaussian_extremes(&st->min_prior_logs, &st->max_abs_z, &st->max_z_score, z, ws->mean,
+                          ws->logs, batch * lv->z_size);
+        latent_put(ws->z, z, lv, batch, m->dim);
+        if (i < m->n_levels - 1) squeeze_forward(ws->cur, ws->z1, batch, lv->h, lv->w, half);
+        st->logdet_bits = (batch_sum(ws->logdet, batch) - logdet0) * to_bits;
+        st->prior_bits = (batch_sum(ws->logp, batch) - logp0) * to_bits;
     }
     return GLOW_OK;
 }
@@ -665,6 +709,7 @@ static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch
     if (inputs && (rc = workspace_reserve_inputs(m, batch)) != GLOW_OK) return rc;
     if ((rc = flow_forward(m, x, y, batch, 0, keep)) != GLOW_OK) return rc;
     glow_step_stats st = {0};
+    memcpy(st.level, ws->stats, sizeof(glow_level_stats) * m->n_levels);
     for (int i = 0; i < m->n_levels; i++)
         for (int k = 0; k < cfg->depth; k++) st.kept_steps += kept_step(m, i, k, keep) != NULL;
     for (int b = 0; b < batch; b++)

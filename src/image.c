@@ -544,6 +544,32 @@ static void finite_range(const double *v, int n, double *lo, double *hi) {
         if (isfinite(v[i])) *lo = fmin(*lo, v[i]), *hi = fmax(*hi, v[i]);
 }
 
+static int compare_doubles(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* Outliers must not flatten the rest of a plot (one loss spike of 10^5 over a curve near 4
+ * would): the y range stops at the fences Q1 - FENCE * IQR and Q3 + FENCE * IQR of all the
+ * finite values, quartiles by nearest rank. Points beyond are drawn at the edge and marked. */
+#define FENCE 10.0
+static int robust_range(const double *const *ys, int n_series, int n, double *lo, double *hi) {
+    double *v = malloc(sizeof(double) * ((size_t)n_series * n + 1));
+    if (!v) return GLOW_ENOMEM;
+    size_t k = 0;
+    for (int s = 0; s < n_series; s++)
+        for (int i = 0; i < n; i++)
+            if (isfinite(ys[s][i])) v[k++] = ys[s][i];
+    if (k >= 4) {
+        qsort(v, k, sizeof *v, compare_doubles);
+        double q1 = v[(k - 1) / 4], q3 = v[3 * (k - 1) / 4], iqr = q3 - q1;
+        *lo = fmax(*lo, q1 - FENCE * iqr);
+        *hi = fmin(*hi, q3 + FENCE * iqr);
+    }
+    free(v);
+    return GLOW_OK;
+}
+
 int glow_plot_write(const char *path, const char *title, const double *x,
                     const double *const *ys, const char *const *labels, int n_series,
                     int n_points, int width, int height) {
@@ -566,6 +592,11 @@ int glow_plot_write(const char *path, const char *title, const double *x,
     if (x) finite_range(x, n_points, &xlo, &xhi);
     else if (n_points > 0) xlo = 0, xhi = n_points - 1;
     for (int s = 0; s < n_series; s++) finite_range(ys[s], n_points, &ylo, &yhi);
+    if (robust_range(ys, n_series, n_points, &ylo, &yhi) != GLOW_OK) {
+        free(cv.rgb);
+        return glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
+    }
+    double clip_lo = ylo, clip_hi = yhi; /* values beyond are clipped to these */
     if (!(xlo <= xhi)) xlo = 0, xhi = 1;
     if (!(ylo <= yhi)) ylo = 0, yhi = 1;
     if (xhi - xlo < 1e-12 * fmax(1, fabs(xhi))) xlo -= 0.5, xhi += 0.5;
@@ -622,16 +653,28 @@ int glow_plot_write(const char *path, const char *title, const double *x,
     fill(&cv, left, bottom, right, bottom, black);
     if (title && *title) text(&cv, (width - text_width(title, hs)) / 2, 6, title, hs, black);
 
+    int clipped = 0;
     for (int s = 0; s < n_series; s++) {
         const uint8_t *col = colours[s % 8];
         int prev = -1; /* the last finite point: lines bridge non-finite gaps */
+        double prev_y = 0;
         for (int i = 0; i < n_points; i++) {
             double xi = x ? x[i] : i, yi = ys[s][i];
             if (!isfinite(xi) || !isfinite(yi)) continue;
-            if (prev >= 0) line(&cv, PX(x ? x[prev] : prev), PY(ys[s][prev]), PX(xi), PY(yi), col);
+            if (yi > clip_hi || yi < clip_lo) { /* a clipped point: a bar 5 px high at the edge */
+                yi = yi > clip_hi ? clip_hi : clip_lo;
+                int px = (int)lround(PX(xi)), py = (int)lround(PY(yi));
+                fill(&cv, px - 1, yi == clip_hi ? py : py - 4, px + 1, yi == clip_hi ? py + 4 : py, col);
+                clipped++;
+            }
+            if (prev >= 0) line(&cv, PX(x ? x[prev] : prev), PY(prev_y), PX(xi), PY(yi), col);
             else fill(&cv, (int)PX(xi) - 1, (int)PY(yi) - 1, (int)PX(xi) + 1, (int)PY(yi) + 1, col);
-            prev = i;
+            prev = i, prev_y = yi;
         }
+    }
+    if (clipped) { /* say so under the title */
+        snprintf(buf, sizeof buf, "%d OFF SCALE, AT THE EDGE", clipped);
+        text(&cv, left + 6, top + 4, buf, ts, mid);
     }
 #undef PX
 #undef PY

@@ -69,24 +69,35 @@ void gaussian_logp(double *logp, const real *z, const real *mean, const real *lo
  * NULL); dmean, dlogs = g * dlogp/dmean, g * dlogp/dlogs (overwrite). */
 void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const real *mean,
                        const real *logs, double g, int batch, size_t n);
+/* Over n values: the smallest logs, the largest |z| and the largest |z - mean| / exp(logs)
+ * folded into the three (each lowered or raised; a NaN anywhere makes it NaN). */
+void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
+                       const real *mean, const real *logs, size_t n);
 /* z = mean + temperature * exp(logs) * eps, eps ~ N(0,1) from (key, example index offset). */
 void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
                      uint64_t key, int batch, size_t n);
 
 /* ---- affine / additive coupling -------------------------------------------------------
  * x (rows, c): x1 = channels [0, c/2) pass through, x2 = [c/2, c) is transformed with
- * h = NN(x1): additive x2 + h (h has c/2 channels); affine (x2 + h[:, 0::2]) *
- * sigmoid(h[:, 1::2] + 2) (h has c channels). */
+ * h = NN(x1): additive x2 + h (h has c/2 channels); affine (x2 + h[:, 0::2]) * s(h[:, 1::2])
+ * (h has c channels), s the glow_affine_scale's function (ignored for additive). */
 int coupling_nn_out(glow_coupling kind, int c);
+/* log s(u) of one scale channel. */
+double coupling_log_scale(glow_affine_scale scale, double u);
+/* Over h (rows, for c channels of the coupling): the smallest log s (0 for additive) and
+ * the largest |shift|; both NaN if h holds one. */
+void coupling_extremes(const real *h, glow_coupling kind, glow_affine_scale scale, size_t rows,
+                       int c, double *min_log_scale, double *max_shift);
 /* y may alias x. */
 void coupling_forward(real *y, double *logdet, const real *x, const real *h, glow_coupling kind,
-                      int batch, size_t hw, int c);
+                      glow_affine_scale scale, int batch, size_t hw, int c);
 void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glow_coupling kind,
-                      int batch, size_t hw, int c);
+                      glow_affine_scale scale, int batch, size_t hw, int c);
 /* From the input x, h and dy: dx (overwrites, may alias dy; dx1 = dy1 only: the caller adds
  * the path through the NN) and dh (overwrites). */
 void coupling_backward(real *dx, real *dh, const real *dy, const real *x, const real *h,
-                       glow_coupling kind, double dlogdet, int batch, size_t hw, int c);
+                       glow_coupling kind, glow_affine_scale scale, double dlogdet, int batch,
+                       size_t hw, int c);
 
 /* The coupling network: conv3x3 (cin -> width, no bias) + actnorm + ReLU, conv1x1 (width ->
  * width, no bias) + actnorm + ReLU, zero-initialised conv3x3 (width -> cout) + bias, times
@@ -121,8 +132,9 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
  * and y is not read. Runs image group by image group, like the network. */
 void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupling_nn *dnn,
                                const real *y, const real *dy, const real *z1,
-                               const coupling_nn *nn, glow_coupling kind, double dlogdet,
-                               nn_shape s, real *scratch);
+                               const coupling_nn *nn, glow_coupling kind,
+                               glow_affine_scale scale, double dlogdet, nn_shape s,
+                               real *scratch);
 
 /* ---- zero-initialised conv3x3 (prior of a split): out = (conv3x3(x) + b) * exp(3 logs) -- */
 void zeroconv_forward(real *out, const real *x, const real *w, const real *b, const real *logs,

@@ -33,6 +33,7 @@ void glow_config_default(glow_config *cfg) {
     cfg->width = 128;
     cfg->coupling = GLOW_AFFINE;
     cfg->permutation = GLOW_INVCONV_LU;
+    cfg->affine_scale = GLOW_SCALE_TANH;
     cfg->learntop = 1;
     cfg->n_bits = 8;
     cfg->seed = 1;
@@ -40,12 +41,21 @@ void glow_config_default(glow_config *cfg) {
 
 static const char *coupling_names[] = {"additive", "affine"};
 static const char *permutation_names[] = {"reverse", "shuffle", "invconv", "invconv-lu"};
+static const char *scale_names[] = {"sigmoid", "tanh"};
 
 const char *glow_coupling_name(glow_coupling c) {
     return (unsigned)c < 2 ? coupling_names[c] : "?";
 }
 const char *glow_permutation_name(glow_permutation p) {
     return (unsigned)p < 4 ? permutation_names[p] : "?";
+}
+const char *glow_affine_scale_name(glow_affine_scale s) {
+    return (unsigned)s < 2 ? scale_names[s] : "?";
+}
+int glow_affine_scale_parse(const char *name) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, scale_names[i])) return i;
+    return -1;
 }
 int glow_coupling_parse(const char *name) {
     for (int i = 0; i < 2; i++)
@@ -62,8 +72,8 @@ int glow_config_check(const glow_config *cfg) {
     if (cfg->image_h < 1 || cfg->image_w < 1 || cfg->image_c < 1)
         return glow_fail(GLOW_EINVAL, "image size %dx%dx%d: every dimension must be >= 1",
                          cfg->image_h, cfg->image_w, cfg->image_c);
-    if (cfg->levels < 1 || cfg->levels > 16)
-        return glow_fail(GLOW_EINVAL, "levels %d: must be in 1..16", cfg->levels);
+    if (cfg->levels < 1 || cfg->levels > GLOW_MAX_LEVELS)
+        return glow_fail(GLOW_EINVAL, "levels %d: must be in 1..%d", cfg->levels, GLOW_MAX_LEVELS);
     int f = 1 << cfg->levels;
     if (cfg->image_h % f || cfg->image_w % f) {
         int lmax = 0;
@@ -77,6 +87,8 @@ int glow_config_check(const glow_config *cfg) {
     if (cfg->width < 1) return glow_fail(GLOW_EINVAL, "width %d: must be >= 1", cfg->width);
     if ((unsigned)cfg->coupling > GLOW_AFFINE)
         return glow_fail(GLOW_EINVAL, "coupling %d: unknown", (int)cfg->coupling);
+    if ((unsigned)cfg->affine_scale > GLOW_SCALE_TANH)
+        return glow_fail(GLOW_EINVAL, "affine scale %d: unknown", (int)cfg->affine_scale);
     if ((unsigned)cfg->permutation > GLOW_INVCONV_LU)
         return glow_fail(GLOW_EINVAL, "permutation %d: unknown", (int)cfg->permutation);
     if (cfg->n_bits < 1 || cfg->n_bits > 8)

@@ -48,6 +48,7 @@ typedef struct workspace {
     int store_batch;                  /* the batch and memory the stores were laid out for */
     size_t store_memory;
     int inputs_batch;                 /* the batch the levels' inputs have room for */
+    glow_level_stats stats[GLOW_MAX_LEVELS]; /* of the last forward pass */
 } workspace;
 
 struct glow_model {

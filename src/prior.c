@@ -30,6 +30,26 @@ void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const 
     }
 }
 
+void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
+                       const real *mean, const real *logs, size_t n) {
+    double lo = INFINITY, za = 0, sc = 0;
+    int nan = 0;
+    #pragma omp parallel for schedule(static) reduction(min:lo) reduction(max:za, sc) \
+        reduction(|:nan)
+    for (size_t i = 0; i < n; i++) {
+        double a = fabs((double)z[i]), d = fabs((double)z[i] - mean[i]) * exp(-(double)logs[i]);
+        nan |= isnan(a) | isnan(d) | isnan((double)logs[i]);
+        if (logs[i] < lo) lo = logs[i];
+        if (a > za) za = a;
+        if (d > sc) sc = d;
+    }
+    if (nan) *min_logs = *max_abs_z = *max_score = NAN;
+    if (isnan(*min_logs)) return;
+    if (lo < *min_logs) *min_logs = lo;
+    if (za > *max_abs_z) *max_abs_z = za;
+    if (sc > *max_score) *max_score = sc;
+}
+
 void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
                      uint64_t key, int batch, size_t n) {
     size_t total = (size_t)batch * n;

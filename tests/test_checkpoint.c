@@ -16,12 +16,13 @@
 #include "test.h"
 
 #define BATCH 3
+#define HDR 296 /* the fixed header of format version 2 (docs/FORMAT.md) */
 
 static const model_case cases[] = {
-    {"additive reverse", 8, 8, 1, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0},
-    {"affine invconv-lu ycond", 4, 4, 3, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 3, 1, 0.5},
-    {"affine shuffle", 8, 8, 1, 3, 1, 3, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0},
-    {"additive invconv ycond", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV, 1, 4, 1, 0},
+    {"additive reverse", 8, 8, 1, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0, 0},
+    {"affine invconv-lu ycond", 4, 4, 3, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 3, 1, 0.5, 0},
+    {"affine shuffle", 8, 8, 1, 3, 1, 3, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0, 0},
+    {"additive invconv ycond", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV, 1, 4, 1, 0, 0},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 
@@ -107,7 +108,8 @@ static void fix_crc(uint8_t *d, size_t n) {
 static int same_config(const glow_config *a, const glow_config *b) {
     return a->image_h == b->image_h && a->image_w == b->image_w && a->image_c == b->image_c &&
            a->levels == b->levels && a->depth == b->depth && a->width == b->width &&
-           a->coupling == b->coupling && a->permutation == b->permutation &&
+           a->coupling == b->coupling && a->affine_scale == b->affine_scale &&
+           a->permutation == b->permutation &&
            a->learntop == b->learntop && a->n_classes == b->n_classes && a->ycond == b->ycond &&
            a->weight_y == b->weight_y && a->n_bits == b->n_bits && a->seed == b->seed;
 }
@@ -215,13 +217,13 @@ TEST(checkpoint_weights_only) {
  * docs/FORMAT.md; returns the new length. */
 static size_t convert_element_size(uint8_t *out, const uint8_t *in, unsigned to) {
     unsigned from = in[12];
-    memcpy(out, in, 272);
+    memcpy(out, in, HDR);
     out[12] = (uint8_t)to;
     uint32_t nt = in[256] | in[257] << 8 | in[258] << 16 | (uint32_t)in[259] << 24;
     uint32_t ns = in[260] | in[261] << 8;
     uint64_t n = 0;
     memcpy(&n, in + 264, 8); /* tests run on little-endian hosts */
-    size_t ip = 272, op = 272;
+    size_t ip = HDR, op = HDR;
     for (uint32_t i = 0; i < nt; i++) {
         size_t len = in[ip] | in[ip + 1] << 8;
         size_t ndim = in[ip + 2 + len];
@@ -295,7 +297,7 @@ TEST(checkpoint_truncated) {
     size_t size;
     uint8_t *d = slurp(path, &size);
     REQUIRE(d && size > 1000, "file of %zu bytes", size);
-    size_t offsets[] = {0, 3, 8, 11, 12, 20, 100, 271, 272, 280, 600, size / 2, size - 5,
+    size_t offsets[] = {0, 3, 8, 11, 12, 20, 100, 271, 272, 280, HDR - 1, HDR, 600, size / 2, size - 5,
                         size - 4, size - 1};
     for (size_t i = 0; i < sizeof offsets / sizeof offsets[0]; i++) {
         REQUIRE(spit(cut, d, offsets[i]), "cannot write %s", cut);
@@ -380,16 +382,16 @@ TEST(checkpoint_tensor_mismatch) {
     REQUIRE_OK(glow_checkpoint_save(path, t.m, NULL, &t.st));
     size_t size;
     uint8_t *d = slurp(path, &size);
-    REQUIRE(d && d[272] == strlen(glow_model_tensor(t.m, 0)->name), "first name length %d", d[272]);
+    REQUIRE(d && d[HDR] == strlen(glow_model_tensor(t.m, 0)->name), "first name length %d", d[HDR]);
     /* a renamed tensor */
-    d[274] = 'L';
+    d[HDR + 2] = 'L';
     fix_crc(d, size);
     REQUIRE(spit(bad, d, size), "write");
     CHECK_REFUSED(glow_checkpoint_load(bad, 0, NULL, NULL), bad, "tensor mismatch",
                   "a renamed tensor loaded");
-    d[274] = 'l';
+    d[HDR + 2] = 'l';
     /* a different shape: the first tensor's only dimension */
-    size_t shape_at = 272 + 2 + d[272] + 4;
+    size_t shape_at = HDR + 2 + d[HDR] + 4;
     d[shape_at] += 1;
     fix_crc(d, size);
     REQUIRE(spit(bad, d, size), "write");
@@ -578,6 +580,51 @@ TEST(checkpoint_python_reader) {
         REQUIRE(spit(path, d, size), "write");
         snprintf(cmd, sizeof cmd, "%s tools/glow_checkpoint.py '%s' > '%s' 2>&1", py, path, out);
         CHECK(system(cmd) != 0, "%s: the reader accepted a corrupted file", cases[k].name);
+        free(d);
+        trained_free(&t);
+    }
+}
+
+/* A version 1 file (no affine scale field: a 272-byte header) still loads, as the sigmoid
+ * model it is, with the same weights and log-likelihoods; a version 2 file says which scale. */
+TEST(checkpoint_version1_loads_as_sigmoid) {
+    for (int sigmoid = 0; sigmoid < 2; sigmoid++) {
+        model_case c = {"affine invconv-lu", 4, 4, 3, 2, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0, sigmoid};
+        trained t;
+        REQUIRE(make_trained(&t, &c) == GLOW_OK, "%s", glow_last_error());
+        const char *path = tmp_path("v2.ckpt"), *old = tmp_path("v1.ckpt");
+        REQUIRE_OK(glow_checkpoint_save(path, t.m, &t.opt, &t.st));
+        glow_model *m2 = glow_checkpoint_load(path, 0, NULL, NULL);
+        REQUIRE(m2, "%s", glow_last_error());
+        CHECK(glow_model_config(m2)->affine_scale == glow_model_config(t.m)->affine_scale,
+              "version 2 loaded scale %d, saved %d", glow_model_config(m2)->affine_scale,
+              glow_model_config(t.m)->affine_scale);
+        glow_model_free(m2);
+        size_t size;
+        uint8_t *d = slurp(path, &size);
+        REQUIRE(d && d[8] == 2 && size > HDR + 4, "not a version 2 file");
+        memmove(d + 272, d + HDR, size - HDR);
+        size -= HDR - 272;
+        d[8] = 1;
+        for (int i = 0; i < 8; i++) d[16 + i] = (uint8_t)((uint64_t)size >> (8 * i));
+        fix_crc(d, size);
+        REQUIRE(spit(old, d, size), "write");
+        glow_model *m1 = glow_checkpoint_load(old, 0, NULL, NULL);
+        REQUIRE(m1, "%s: %s", old, glow_last_error());
+        CHECK(glow_model_config(m1)->affine_scale == GLOW_SCALE_SIGMOID, "a version 1 file loaded "
+              "with scale %d", glow_model_config(m1)->affine_scale);
+        size_t n = glow_model_n_params(t.m);
+        CHECK(max_abs_diff(glow_model_params(m1), glow_model_params(t.m), n) == 0,
+              "version 1 weights differ");
+        double lp_saved[BATCH], lp_old[BATCH];
+        REQUIRE_OK(glow_model_log_prob(t.m, t.x, t.labels, BATCH, lp_saved, NULL));
+        REQUIRE_OK(glow_model_log_prob(m1, t.x, t.labels, BATCH, lp_old, NULL));
+        /* the same numbers for a sigmoid model; another model (the sigmoid one) for tanh */
+        int same = 1;
+        for (int b = 0; b < BATCH; b++) same &= lp_saved[b] == lp_old[b];
+        CHECK(same == sigmoid, "%s model: version 1 log p %s the saved model's",
+              sigmoid ? "sigmoid" : "tanh", same ? "equals" : "differs from");
+        glow_model_free(m1);
         free(d);
         trained_free(&t);
     }

@@ -372,6 +372,23 @@ TEST(plot_write) {
     }
     CHECK(blue > 200 && black > 500, "plot looks empty: %d series pixels, %d black", blue, black);
     free(px);
+    /* One spike of 10^5 must not flatten the rest: the curve still spans most of the plot's
+     * height (without the fences it would be a flat line along the bottom). */
+    a[30] = 1e5;
+    const double *ys_spike[1] = {a};
+    tmp_path(path, sizeof path, "spike.png");
+    REQUIRE_OK(glow_plot_write(path, "spike", x, ys_spike, NULL, 1, N, 640, 400));
+    REQUIRE_OK(glow_image_read(path, &px, &h, &w, &c));
+    int top_row = h, bottom_row = -1;
+    for (int i = 0; i < h * w; i++)
+        if (px[3 * i] == 31 && px[3 * i + 1] == 119 && px[3 * i + 2] == 180) {
+            top_row = i / w < top_row ? i / w : top_row;
+            bottom_row = i / w > bottom_row ? i / w : bottom_row;
+        }
+    CHECK(bottom_row - top_row > h / 2, "with a spike the curve spans rows %d..%d of %d", top_row,
+          bottom_row, h);
+    free(px);
+    a[30] = 8.0 * exp(-30 / 10.0) + 1.2;
     /* One point, no x, no labels; a constant series. */
     double one = 3.0;
     const double *ys1[1] = {&one};

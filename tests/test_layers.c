@@ -91,6 +91,7 @@ struct flow_case {
     real *p[8];
     int *perm;
     glow_coupling kind;
+    glow_affine_scale scale;
 };
 
 static size_t case_dim(const flow_case *f) { return (size_t)f->h * f->w * f->c; }
@@ -561,19 +562,27 @@ TEST(layer_squeeze_order) {
 
 /* p[0] = h (rows, coupling_nn_out), fixed: the network's path is tested separately. */
 static void coupling_fwd(const flow_case *f, real *y, double *ld, const real *x) {
-    coupling_forward(y, ld, x, f->p[0], f->kind, f->batch, case_hw(f), f->c);
+    coupling_forward(y, ld, x, f->p[0], f->kind, f->scale, f->batch, case_hw(f), f->c);
 }
 static void coupling_inv(const flow_case *f, real *x, double *ld, const real *y) {
-    coupling_inverse(x, ld, y, f->p[0], f->kind, f->batch, case_hw(f), f->c);
+    coupling_inverse(x, ld, y, f->p[0], f->kind, f->scale, f->batch, case_hw(f), f->c);
 }
 
-static void check_coupling(const char *what, glow_coupling kind) {
+/* The scale's function written out: sigmoid(u + 2), or exp(2 tanh(u / 2)). */
+static double scale_formula(glow_affine_scale scale, double u) {
+    return scale == GLOW_SCALE_TANH ? exp(2 * tanh(u / 2)) : 1 / (1 + exp(-(u + 2.0)));
+}
+
+/* h in [-hmax, hmax]: 2 keeps the sigmoid's scales moderate; the soft clamp is tested into
+ * its saturation too. */
+static void check_coupling(const char *what, glow_coupling kind, glow_affine_scale scale,
+                           double hmax) {
     pool p = {0};
     flow_case f = new_case(&p, 29);
-    f.forward = coupling_fwd, f.inverse = coupling_inv, f.kind = kind;
+    f.forward = coupling_fwd, f.inverse = coupling_inv, f.kind = kind, f.scale = scale;
     int hc = coupling_nn_out(kind, f.c), half = f.c / 2;
     size_t rows = f.batch * case_hw(&f), n = rows * f.c;
-    real *h = f.p[0] = filled(&p, rows * hc, 30, -2, 2);
+    real *h = f.p[0] = filled(&p, rows * hc, 30, -hmax, hmax);
     CHECK(hc == (kind == GLOW_AFFINE ? f.c : half), "%s: the network has %d outputs", what, hc);
     check_flow_case(what, &f);
     /* The formula, element by element. */
@@ -586,9 +595,9 @@ static void check_coupling(const char *what, glow_coupling kind) {
             if (j >= half && kind == GLOW_ADDITIVE) want = x + h[r * hc + j - half];
             if (j >= half && kind == GLOW_AFFINE) {
                 double shift = h[r * hc + 2 * (j - half)];
-                double scale = 1 / (1 + exp(-(h[r * hc + 2 * (j - half) + 1] + 2.0)));
-                want = (x + shift) * scale;
-                want_ld[r / case_hw(&f)] += log(scale);
+                double s = scale_formula(scale, h[r * hc + 2 * (j - half) + 1]);
+                want = (x + shift) * s;
+                want_ld[r / case_hw(&f)] += log(s);
             }
             err = fmax(err, fabs(f.y[r * f.c + j] - want));
         }
@@ -598,23 +607,31 @@ static void check_coupling(const char *what, glow_coupling kind) {
               "%s: log-det %.12g, sum log scale %.12g", what, ld[b], want_ld[b]);
     real *inplace = pool_reals(&p, n);
     memcpy(inplace, f.x, sizeof(real) * n);
-    coupling_forward(inplace, NULL, inplace, h, kind, f.batch, case_hw(&f), f.c);
+    coupling_forward(inplace, NULL, inplace, h, kind, scale, f.batch, case_hw(&f), f.c);
     CHECK(max_abs_diff(inplace, f.y, n) == 0, "%s: in-place forward differs", what);
     if (IS_DOUBLE) {
         real *dx = pool_reals(&p, n), *dh = filled(&p, rows * hc, 31, -1, 1); /* overwritten */
-        coupling_backward(dx, dh, f.dy, f.x, h, kind, f.k, f.batch, case_hw(&f), f.c);
+        coupling_backward(dx, dh, f.dy, f.x, h, kind, scale, f.k, f.batch, case_hw(&f), f.c);
         fd_var vars[] = {{"x", f.x, dx, n}, {"h", h, dh, rows * hc}};
         check_gradients(what, flow_case_loss, &f, vars, 2);
         real *dd = pool_reals(&p, n);
         memcpy(dd, f.dy, sizeof(real) * n);
-        coupling_backward(dd, dh, dd, f.x, h, kind, f.k, f.batch, case_hw(&f), f.c);
+        coupling_backward(dd, dh, dd, f.x, h, kind, scale, f.k, f.batch, case_hw(&f), f.c);
         CHECK(max_abs_diff(dd, dx, n) == 0, "%s: backward with dx aliasing dy differs", what);
     }
     pool_free(&p);
 }
 
-TEST(layer_coupling_additive) { check_coupling("additive coupling", GLOW_ADDITIVE); }
-TEST(layer_coupling_affine) { check_coupling("affine coupling", GLOW_AFFINE); }
+TEST(layer_coupling_additive) {
+    check_coupling("additive coupling", GLOW_ADDITIVE, GLOW_SCALE_TANH, 2);
+}
+TEST(layer_coupling_affine) {
+    check_coupling("affine coupling, sigmoid scale", GLOW_AFFINE, GLOW_SCALE_SIGMOID, 2);
+}
+TEST(layer_coupling_affine_tanh) {
+    check_coupling("affine coupling, tanh scale", GLOW_AFFINE, GLOW_SCALE_TANH, 2);
+    check_coupling("affine coupling, tanh scale, saturated", GLOW_AFFINE, GLOW_SCALE_TANH, 8);
+}
 
 /* ---- the coupling network --------------------------------------------------------------- */
 
@@ -824,8 +841,9 @@ TEST(layer_coupling_nn_packed) {
  * over the whole batch, for both couplings, on 1-3 thread slots (the same bits on 2 and 3) with
  * a short last group, staying inside coupling_nn_scratch (a canary after it). */
 TEST(layer_coupling_rebuild_backward) {
-    for (int kind = 0; kind < 2; kind++) {
+    for (int kind = 0; kind < 3; kind++) { /* additive, affine sigmoid, affine tanh */
         glow_coupling coupling = kind ? GLOW_AFFINE : GLOW_ADDITIVE;
+        glow_affine_scale scale = kind == 2 ? GLOW_SCALE_TANH : GLOW_SCALE_SIGMOID;
         pool p = {0};
         int c = 4;
         nn_shape s = {300, 8, 8, c / 2, 16, coupling_nn_out(coupling, c), 1};
@@ -847,8 +865,9 @@ TEST(layer_coupling_rebuild_backward) {
         coupling_nn dnn_ref = nn_at_block(grad_ref, sz);
         real *ref_scratch = pool_reals(&p, coupling_nn_scratch(s));
         coupling_nn_forward(&acts, &nn, z1, s, ref_scratch);
-        coupling_inverse(x_ref, NULL, y, acts.h, coupling, s.batch, (size_t)s.h * s.w, c);
-        coupling_backward(dx_ref, dh, dy, x_ref, acts.h, coupling, -0.25, s.batch, (size_t)s.h * s.w, c);
+        coupling_inverse(x_ref, NULL, y, acts.h, coupling, scale, s.batch, (size_t)s.h * s.w, c);
+        coupling_backward(dx_ref, dh, dy, x_ref, acts.h, coupling, scale, -0.25, s.batch,
+                          (size_t)s.h * s.w, c);
         coupling_nn_backward(dz1_ref, &dnn_ref, dh, &acts, &nn, z1, s, ref_scratch);
         double gmax = 0;
         for (size_t i = 0; i < n_params; i++) gmax = fmax(gmax, fabs(grad_ref[i]));
@@ -868,9 +887,11 @@ TEST(layer_coupling_rebuild_backward) {
                 if (known) memcpy(x, x_ref, sizeof(real) * rows * c);
                 coupling_nn dnn = nn_at_block(grad, sz);
                 coupling_rebuild_backward(x, known, dx, dz1, &dnn, known ? y_unread : y, dy, z1, &nn,
-                                          coupling, -0.25, s, scratch);
-                const char *name = kind ? (known ? "affine, input known" : "affine")
-                                        : (known ? "additive, input known" : "additive");
+                                          coupling, scale, -0.25, s, scratch);
+                static const char *names[3][2] = {{"additive", "additive, input known"},
+                                                  {"affine", "affine, input known"},
+                                                  {"affine tanh", "affine tanh, input known"}};
+                const char *name = names[kind][known];
                 CHECK(max_abs_diff(x, x_ref, rows * c) <= (known ? 0 : tol), "%s, slots %d: x differs",
                       name, slots);
                 CHECK(max_abs_diff(dx, dx_ref, rows * c) <= tol, "%s, slots %d: dx differs", name, slots);

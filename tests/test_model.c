@@ -8,16 +8,19 @@
 #include "test.h"
 
 static const model_case cases[] = {
-    {"4x4x1 L1 affine invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0},
-    {"4x4x3 L2 additive reverse", 4, 4, 3, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0},
-    {"8x8x1 L3 affine shuffle", 8, 8, 1, 3, 1, 4, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0},
-    {"4x4x3 L1 affine invconv ycond", 4, 4, 3, 1, 2, 4, GLOW_AFFINE, GLOW_INVCONV, 1, 3, 1, 0.5},
-    {"8x4x1 L2 additive invconv-lu cls", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV_LU, 1, 4, 1, 1.0},
-    {"4x4x1 L2 affine reverse nolearntop", 4, 4, 1, 2, 1, 4, GLOW_AFFINE, GLOW_REVERSE, 0, 0, 0, 0},
-    {"8x8x3 L3 affine invconv-lu", 8, 8, 3, 3, 1, 3, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 2, 1, 0},
+    {"4x4x1 L1 affine invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0, 0},
+    {"4x4x3 L2 additive reverse", 4, 4, 3, 2, 2, 4, GLOW_ADDITIVE, GLOW_REVERSE, 0, 0, 0, 0, 0},
+    {"8x8x1 L3 affine sigmoid shuffle", 8, 8, 1, 3, 1, 4, GLOW_AFFINE, GLOW_SHUFFLE, 1, 0, 0, 0, 1},
+    {"4x4x3 L1 affine invconv ycond", 4, 4, 3, 1, 2, 4, GLOW_AFFINE, GLOW_INVCONV, 1, 3, 1, 0.5, 0},
+    {"8x4x1 L2 additive invconv-lu cls", 8, 4, 1, 2, 2, 3, GLOW_ADDITIVE, GLOW_INVCONV_LU, 1, 4, 1, 1.0, 0},
+    {"4x4x1 L2 affine sigmoid reverse nolearntop", 4, 4, 1, 2, 1, 4, GLOW_AFFINE, GLOW_REVERSE, 0, 0, 0, 0, 1},
+    {"8x8x3 L3 affine invconv-lu", 8, 8, 3, 3, 1, 3, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 2, 1, 0, 0},
+    {"4x4x1 L1 affine sigmoid invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0, 1},
 };
 #define N_CASES (int)(sizeof cases / sizeof cases[0])
 #define BATCH 3
+/* The drift tests need a scale that can collapse: the paper's sigmoid. */
+#define SIGMOID_CASE (&cases[N_CASES - 1])
 
 /* A model initialised from random data, with every trainable parameter then moved off its
  * initial value by N(0, sigma^2), so that zero-initialised layers do something and every
@@ -242,7 +245,7 @@ TEST(model_rebuilt_backward_equals_stored) {
  * float products', and not identical to them (the mode is on). */
 TEST(model_bf16x3_matches_float) {
     static const model_case wide = {"16x16x3 L2 affine width 96", 16, 16, 3, 2, 2, 96, GLOW_AFFINE,
-                                    GLOW_INVCONV_LU, 1, 0, 0, 0};
+                                    GLOW_INVCONV_LU, 1, 0, 0, 0, 0};
     if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
         printf("  (skipped: %s)\n", glow_last_error());
         return;
@@ -376,7 +379,7 @@ TEST(model_parameter_table) {
  * 2 width more per pixel), giving the stored path's gradients up to summation order; the
  * DRIFT_WINDOW steps after it keep the inputs from the start. */
 TEST(model_rebuild_drift_redoes_step_exactly) {
-    const model_case *t = &cases[0];
+    const model_case *t = SIGMOID_CASE;
     glow_real x[BATCH * 16], dx1[BATCH * 16], dx2[BATCH * 16];
     int y[BATCH];
     glow_model *m = make_model(t, x, y);
@@ -425,7 +428,7 @@ TEST(model_rebuild_drift_redoes_step_exactly) {
 /* A kept step's input is exact: keeping the nearly singular step 0 (the first of a level
  * to be kept) leaves nothing to drift, so the step is not redone. */
 TEST(model_kept_step_stops_drift) {
-    const model_case *t = &cases[0];
+    const model_case *t = SIGMOID_CASE;
     glow_config cfg = model_case_config(t, 7);
     glow_real x[BATCH * 16], dx1[BATCH * 16], dx2[BATCH * 16];
     int y[BATCH];
@@ -457,7 +460,7 @@ TEST(model_kept_step_stops_drift) {
 /* A scale that underflows to exactly 0 makes the rebuilt inputs NaN (0/0): the step must
  * notice (a NaN anywhere in the rebuilt input, not only the last one) and fall back. */
 TEST(model_rebuild_nan_redoes_step) {
-    const model_case *t = &cases[0];
+    const model_case *t = SIGMOID_CASE;
     glow_real x[BATCH * 16];
     int y[BATCH];
     glow_model *m = make_model(t, x, y);
@@ -474,4 +477,68 @@ TEST(model_rebuild_nan_redoes_step) {
     for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
     CHECK(isfinite(st.loss) && bad == 0, "loss %g, %zu non-finite gradients", st.loss, bad);
     glow_model_free(m);
+}
+
+/* The failure the bounded scale is for, built on purpose: every scale channel of a coupling
+ * driven to u = -100. The paper's sigmoid scale is then ~e^-98, the step loses its input
+ * (decode cannot return it, training has to redo the step) and the level's stats name the
+ * layer; the tanh scale stays at e^-2, and the model stays invertible and finite. */
+TEST(model_scale_collapse) {
+    model_case t = *SIGMOID_CASE;
+    t.levels = 2, t.h = t.w = 8, t.name = "8x8x1 L2 affine invconv-lu";
+    for (int sigmoid = 0; sigmoid < 2; sigmoid++) {
+        t.sigmoid = sigmoid;
+        enum { D = 64 };
+        glow_real x[BATCH * D], z[BATCH * D], x2[BATCH * D];
+        int y[BATCH];
+        glow_model *m = make_model(&t, x, y);
+        REQUIRE(m, "%s", glow_last_error());
+        int i = glow_model_find_tensor(m, "level0.step0.coupling.conv3.bias");
+        REQUIRE(i >= 0, "no such tensor");
+        const glow_tensor_info *ti = glow_model_tensor(m, i);
+        glow_real *p = glow_model_params(m);
+        int w3 = glow_model_find_tensor(m, "level0.step0.coupling.conv3.weight");
+        REQUIRE(w3 >= 0, "no such tensor");
+        /* u = (conv + bias) * exp(3 logs) = -100 exactly: no weight, bias -100, logs 0 */
+        memset(p + glow_model_tensor(m, w3)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, w3)->size);
+        int l3 = glow_model_find_tensor(m, "level0.step0.coupling.conv3.logs");
+        memset(p + glow_model_tensor(m, l3)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, l3)->size);
+        for (size_t j = 1; j < ti->size; j += 2) p[ti->offset + j] = -100;
+        const char *name = sigmoid ? "sigmoid" : "tanh";
+        double logp[BATCH];
+        REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z, NULL));
+        REQUIRE_OK(glow_model_decode(m, z, NULL, BATCH, x2, NULL));
+        REQUIRE_OK(glow_model_log_prob(m, x, NULL, BATCH, logp, NULL));
+        glow_step_stats st;
+        REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+        double err = max_abs_diff(x, x2, BATCH * D), want_logs = sigmoid ? -98 : -2;
+        CHECK(fabs(st.level[0].min_coupling_logs - want_logs) < 1e-3,
+              "%s: level 0's smallest coupling log-scale %g, expected %g", name,
+              st.level[0].min_coupling_logs, want_logs);
+        CHECK(st.level[1].min_coupling_logs > -2, "%s: level 1's smallest log-scale %g", name,
+              st.level[1].min_coupling_logs);
+        if (sigmoid) {
+            CHECK(!(err < 1e-2), "sigmoid: decode(encode(x)) returned x (error %g) through a "
+                  "scale of e^-98", err);
+            CHECK(st.recomputed == 1, "sigmoid: the collapsed step was not redone (drift %g)",
+                  st.max_rebuild_error);
+        } else {
+            CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "tanh: decode(encode(x)) differs by %g", err);
+            CHECK(!st.recomputed && st.max_rebuild_error < 1e-5, "tanh: the rebuild drifted by %g",
+                  st.max_rebuild_error);
+            const glow_real *g = glow_model_grads(m);
+            size_t bad = 0;
+            for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+            int finite = 1;
+            for (int b = 0; b < BATCH; b++) finite &= isfinite(logp[b]) != 0;
+            CHECK(finite && isfinite(st.loss) && bad == 0, "tanh: log p %s, loss %g, %zu "
+                  "non-finite gradients", finite ? "finite" : "not finite", st.loss, bad);
+        }
+        /* The shares of the bits/dim add up to it. */
+        double sum = glow_model_config(m)->n_bits;
+        for (int l = 0; l < 2; l++) sum += st.level[l].logdet_bits + st.level[l].prior_bits;
+        CHECK(fabs(sum - st.bpd) < 1e-9 * (1 + fabs(st.bpd)), "%s: level shares sum to %.12g, "
+              "bits/dim %.12g", name, sum, st.bpd);
+        glow_model_free(m);
+    }
 }

@@ -19,9 +19,10 @@ import zlib
 import numpy as np
 
 MAGIC = b"GLOWCKPT"
-VERSION = 1
-HEADER_SIZE = 272
+VERSIONS = (1, 2)
+HEADER_SIZES = {1: 272, 2: 296}
 COUPLINGS = ["additive", "affine"]
+SCALES = ["sigmoid", "tanh"]
 PERMUTATIONS = ["reverse", "shuffle", "invconv", "invconv-lu"]
 OPTIMIZERS = ["adam", "adamax"]
 SECTIONS = ["params", "moment1", "moment2", "average"]
@@ -47,11 +48,15 @@ def read_checkpoint(path):
         raise FormatError(f"{path}: not a glow checkpoint (bad magic)")
     if data[:8] != MAGIC:
         raise FormatError(f"{path}: not a glow checkpoint (bad magic)")
-    if len(data) < HEADER_SIZE + 4:
-        raise FormatError(f"{path}: truncated: {len(data)} bytes, shorter than the header")
-    version, esize, length = struct.unpack_from("<IIQ", data, 8)
-    if version != VERSION:
+    if len(data) < 12:
+        raise FormatError(f"{path}: truncated: {len(data)} bytes, no version")
+    version = struct.unpack_from("<I", data, 8)[0]
+    if version not in VERSIONS:
         raise FormatError(f"{path}: unsupported checkpoint version {version}")
+    header_size = HEADER_SIZES[version]
+    if len(data) < header_size + 4:
+        raise FormatError(f"{path}: truncated: {len(data)} bytes, shorter than the header")
+    esize, length = struct.unpack_from("<IQ", data, 12)
     if length != len(data):
         raise FormatError(f"{path}: truncated or damaged: {len(data)} bytes, header says {length}")
     stored = struct.unpack_from("<I", data, len(data) - 4)[0]
@@ -70,8 +75,14 @@ def read_checkpoint(path):
     if not (0 <= coupling < 2 and COUPLINGS[coupling] == cname and
             0 <= permutation < 4 and PERMUTATIONS[permutation] == pname):
         raise FormatError(f"{path}: coupling/permutation codes and names disagree")
+    scale, sname = 0, "sigmoid"  # version 1 has only the paper's scale
+    if version >= 2:
+        scale, sname = struct.unpack_from("<i", data, 272)[0], _name16(data[280:296])
+    if not (0 <= scale < 2 and SCALES[scale] == sname):
+        raise FormatError(f"{path}: affine scale code and name disagree")
     config = dict(image_h=h, image_w=w, image_c=c, levels=levels, depth=depth, width=width,
-                  coupling=cname, permutation=pname, learntop=learntop, n_classes=n_classes,
+                  coupling=cname, affine_scale=sname, permutation=pname, learntop=learntop,
+                  n_classes=n_classes,
                   ycond=ycond, n_bits=n_bits, weight_y=weight_y, seed=seed)
 
     has_state, batch = struct.unpack_from("<Ii", data, 120)
@@ -94,7 +105,7 @@ def read_checkpoint(path):
     n_tensors, n_sections, n_params = struct.unpack_from("<IIQ", data, 256)
     if n_sections != (4 if has_opt else 1):
         raise FormatError(f"{path}: {n_sections} sections with optimizer flag {has_opt}")
-    pos = HEADER_SIZE
+    pos = header_size
     end = len(data) - 4
 
     def need(k):
@@ -142,12 +153,12 @@ def read_checkpoint(path):
         pos += nbytes
     if pos != end:
         raise FormatError(f"{path}: {end - pos} unexpected bytes after the last section")
-    return dict(element_size=esize, length=len(data), crc=stored, config=config, state=state,
+    return dict(version=version, element_size=esize, length=len(data), crc=stored, config=config, state=state,
                 optimizer=optimizer, tensors=tensors, sections=sections)
 
 
 def print_checkpoint(ck, path):
-    print(f"{path}: glow checkpoint version {VERSION}, {ck['length']} bytes, "
+    print(f"{path}: glow checkpoint version {ck['version']}, {ck['length']} bytes, "
           f"float{8 * ck['element_size']}, CRC-32 {ck['crc']:08x} (ok)")
     print("config:    " + ", ".join(f"{k}={v}" for k, v in ck["config"].items()))
     st = ck["state"]
@@ -248,6 +259,10 @@ def log_prob(ck, x, y=None, use_average=False):
                           p[s + "coupling.conv3.logs"])
             if cfg["coupling"] == "additive":
                 z2 = z2 + nn
+            elif cfg["affine_scale"] == "tanh":
+                log_scale = 2.0 * np.tanh(nn[..., 1::2] / 2.0)
+                z2 = (z2 + nn[..., 0::2]) * np.exp(log_scale)
+                logdet += log_scale.reshape(batch, -1).sum(axis=1)
             else:
                 pre = nn[..., 1::2] + 2.0
                 z2 = (z2 + nn[..., 0::2]) / (1.0 + np.exp(-pre))
