@@ -55,6 +55,18 @@ int use_matmul(const char *matmul);
  * --raw). Returns 0, or the exit status of the error it printed. */
 int open_model(const common_opts *common, glow_model **m);
 
+/* A training curve: rows of (step, train bits/dim, test bits/dim) as metrics.jsonl has them,
+ * NaN where a line has no such value. */
+typedef struct curve {
+    double *step, *train, *test;
+    int n, cap;
+} curve;
+void curve_add(curve *c, double step, double train, double test);
+/* Append the lines of a metrics file with step <= upto; returns 0, or the exit status of
+ * the error it printed when the file cannot be read and `required` is set. */
+int curve_load(curve *c, const char *metrics, long long upto, const char *required);
+void curve_free(curve *c);
+
 /* Strict parsers: the whole string must be a number in range, else a usage error naming
  * the option. They return 0 on success. */
 int parse_int(const char *option, const char *s, long lo, long hi, int *out);
@@ -116,5 +128,6 @@ int cmd_manipulate(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
 int cmd_sample(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_plot(int argc, char **argv);
 
 #endif

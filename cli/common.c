@@ -224,3 +224,40 @@ int make_dirs(const char *path, int is_dir) {
     }
     return 0;
 }
+
+/* ---- training curves ------------------------------------------------------------------ */
+
+void curve_add(curve *c, double step, double train, double test) {
+    if (c->n == c->cap) {
+        c->cap = c->cap ? 2 * c->cap : 256;
+        c->step = realloc(c->step, sizeof(double) * c->cap);
+        c->train = realloc(c->train, sizeof(double) * c->cap);
+        c->test = realloc(c->test, sizeof(double) * c->cap);
+        if (!c->step || !c->train || !c->test) exit(cli_error("out of memory"));
+    }
+    c->step[c->n] = step, c->train[c->n] = train, c->test[c->n] = test;
+    c->n++;
+}
+
+int curve_load(curve *c, const char *metrics, long long upto, const char *required) {
+    FILE *f = fopen(metrics, "r");
+    if (!f) return required ? cli_error("%s: cannot open: %s", metrics, strerror(errno)) : 0;
+    char *line = NULL;
+    size_t cap = 0;
+    while (getline(&line, &cap, f) > 0) {
+        const char *s = strstr(line, "\"step\":"), *tr = strstr(line, "\"train_bpd\":"),
+                   *te = strstr(line, "\"test_bpd\":");
+        if (!s) continue;
+        double step = atof(s + 7);
+        if (step > upto) continue;
+        curve_add(c, step, tr ? atof(tr + 12) : NAN, te ? atof(te + 11) : NAN);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+void curve_free(curve *c) {
+    free(c->step), free(c->train), free(c->test);
+    *c = (curve){0};
+}

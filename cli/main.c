@@ -19,6 +19,7 @@ static const struct {
     {"manipulate", cmd_manipulate, "a strip of an image moved along an attribute direction"},
     {"check", cmd_check, "invertibility audit: encode then decode every image"},
     {"bench", cmd_bench, "images/s, GFLOP/s and peak memory of train, encode, sample"},
+    {"plot", cmd_plot, "the bits/dim curves of training runs in one PNG"},
 };
 
 static void usage(FILE *f) {

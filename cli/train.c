@@ -30,7 +30,7 @@ static const char *help =
     "  --depth K             flow steps per scale (default 8)\n"
     "  --width W             coupling network channels (default 128)\n"
     "  --coupling C          additive | affine (default affine)\n"
-    "  --affine-scale S      tanh (log s = 2 tanh(u/2), bounded: the default) | sigmoid\n"
+    "  --affine-scale S      tanh (log s = tanh(u), bounded: the default) | sigmoid\n"
     "                        (s = sigmoid(u + 2), the paper's)\n"
     "  --permutation P       reverse | shuffle | invconv | invconv-lu (default invconv-lu)\n"
     "  --no-learntop         standard normal top prior instead of a learned one\n"
@@ -276,39 +276,6 @@ static void write_levels(FILE *f, const glow_level_stats *iv, int levels, int st
 
 /* ---- the training curve, kept in memory and redrawn as a PNG ------------------------- */
 
-typedef struct curve {
-    double *step, *train, *test;
-    int n, cap;
-} curve;
-
-static void curve_add(curve *c, double step, double train, double test) {
-    if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 256;
-        c->step = realloc(c->step, sizeof(double) * c->cap);
-        c->train = realloc(c->train, sizeof(double) * c->cap);
-        c->test = realloc(c->test, sizeof(double) * c->cap);
-        if (!c->step || !c->train || !c->test) exit(cli_error("out of memory"));
-    }
-    c->step[c->n] = step, c->train[c->n] = train, c->test[c->n] = test;
-    c->n++;
-}
-
-/* Rebuild the curve of a resumed run from its metrics file (lines up to `upto` steps). */
-static void curve_load(curve *c, const char *metrics, long long upto) {
-    FILE *f = fopen(metrics, "r");
-    if (!f) return;
-    char line[1024];
-    while (fgets(line, sizeof line, f)) {
-        const char *s = strstr(line, "\"step\":"), *tr = strstr(line, "\"train_bpd\":"),
-                   *te = strstr(line, "\"test_bpd\":");
-        if (!s) continue;
-        double step = atof(s + 7);
-        if (step > upto) continue;
-        curve_add(c, step, tr ? atof(tr + 12) : NAN, te ? atof(te + 11) : NAN);
-    }
-    fclose(f);
-}
-
 static void curve_write(const curve *c, const char *path) {
     if (c->n < 2) return;
     const double *ys[2] = {c->train, c->test};
@@ -441,7 +408,7 @@ int cmd_train(int argc, char **argv) {
     FILE *metrics = fopen(metrics_path, "a");
     if (!metrics) return cli_error("%s: cannot open for writing", metrics_path);
     curve cv = {0};
-    if (o.resume) curve_load(&cv, metrics_path, st.step);
+    if (o.resume) curve_load(&cv, metrics_path, st.step, NULL);
 
     fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
                     "%zu parameters; batch %d, %d threads, %s\n",
@@ -612,6 +579,6 @@ int cmd_train(int argc, char **argv) {
     if (have_test) glow_dataset_free(&test);
     glow_dataset_free(&train);
     free(px), free(labels), free(x), free(order), free(bpd), free(samples);
-    free(cv.step), free(cv.train), free(cv.test);
+    curve_free(&cv);
     return status;
 }

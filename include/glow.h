@@ -61,7 +61,7 @@ typedef enum { GLOW_ADDITIVE = 0, GLOW_AFFINE = 1 } glow_coupling;
 /* The affine coupling's scale from u = h[..., 1::2], the network's scale channels:
  * sigmoid: s = sigmoid(u + 2), the paper's; s in (0, 1), and it underflows to 0 when u is
  *          very negative (the inverse then fails);
- * tanh:    log s = 2 tanh(u / 2), a soft clamp; s in [e^-2, e^2], never near 0 (default). */
+ * tanh:    log s = tanh(u), a soft clamp; s in [1/e, e], never near 0 (the default). */
 typedef enum { GLOW_SCALE_SIGMOID = 0, GLOW_SCALE_TANH = 1 } glow_affine_scale;
 typedef enum {
     GLOW_REVERSE = 0,

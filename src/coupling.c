@@ -3,7 +3,7 @@
  * x1 = channels [0, c/2) pass through unchanged and condition h = NN(x1); x2 = [c/2, c) is
  * shifted (additive: x2 + h) or shifted and scaled (affine: (x2 + h[0::2]) * s, log-det
  * sum(log s)), with s from u = h[1::2] by one of two functions (glow_affine_scale): the
- * paper's sigmoid(u + 2), or the soft clamp log s = 2 tanh(u / 2). Shift and scale
+ * paper's sigmoid(u + 2), or the soft clamp log s = tanh(u). Shift and scale
  * interleave in h, as in the original implementation. */
 #include <math.h>
 #include <omp.h>
@@ -21,25 +21,23 @@ double log1p(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
 
-/* The soft clamp's bound: log s in (-TANH_BOUND, TANH_BOUND). */
-#define TANH_BOUND 2.0
 
 /* The scales s of n consecutive (pixel, channel) pairs from u = h[1::2], and the sum of
  * log s; d (if not NULL) receives d log s / du, which the backward pass needs.
  * sigmoid: with v = u + 2 and e = exp(-|v|), s = 1/(1+e) for v >= 0 and e/(1+e) below,
  *   log s = min(v, 0) - log1p(e) (one exp and one log1p, neither overflowing), and
  *   d log s / du = 1 - s, which stays finite where s underflows.
- * tanh: t = tanh(u / 2), log s = 2 t, s = exp(2 t) in [e^-2, e^2], d log s / du = 1 - t^2. */
+ * tanh: t = tanh(u) = log s, s = exp(t) in [1/e, e], d log s / du = 1 - t^2. */
 static double affine_scales(double *s, double *d, const real *h, size_t n,
                             glow_affine_scale scale) {
     double log_sum = 0;
     if (scale == GLOW_SCALE_TANH) {
         #pragma omp simd reduction(+:log_sum)
         for (size_t i = 0; i < n; i++) {
-            double t = tanh((double)h[2 * i + 1] * (1.0 / TANH_BOUND));
-            s[i] = exp(TANH_BOUND * t);
+            double t = tanh((double)h[2 * i + 1]);
+            s[i] = exp(t);
             if (d) d[i] = 1.0 - t * t;
-            log_sum += TANH_BOUND * t;
+            log_sum += t;
         }
         return log_sum;
     }
@@ -54,7 +52,7 @@ static double affine_scales(double *s, double *d, const real *h, size_t n,
 }
 
 double coupling_log_scale(glow_affine_scale scale, double u) {
-    if (scale == GLOW_SCALE_TANH) return TANH_BOUND * tanh(u / TANH_BOUND);
+    if (scale == GLOW_SCALE_TANH) return tanh(u);
     double v = u + 2.0;
     return (v < 0 ? v : 0.0) - log1p(exp(-fabs(v)));
 }

@@ -260,7 +260,7 @@ def log_prob(ck, x, y=None, use_average=False):
             if cfg["coupling"] == "additive":
                 z2 = z2 + nn
             elif cfg["affine_scale"] == "tanh":
-                log_scale = 2.0 * np.tanh(nn[..., 1::2] / 2.0)
+                log_scale = np.tanh(nn[..., 1::2])
                 z2 = (z2 + nn[..., 0::2]) * np.exp(log_scale)
                 logdet += log_scale.reshape(batch, -1).sum(axis=1)
             else:
