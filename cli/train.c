@@ -432,8 +432,8 @@ int cmd_train(int argc, char **argv) {
     double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN, best_test = INFINITY;
     char best_path[4200];
     snprintf(best_path, sizeof best_path, "%s.best", o.checkpoint);
-    /* steps of the interval redone exactly, and that kept their inputs after one (glow.h) */
-    int n_interval = 0, redone_interval = 0, exact_interval = 0;
+    /* steps of the interval redone exactly for drift (glow.h) */
+    int n_interval = 0, redone_interval = 0;
     long long redone_total = 0;
     double max_step_bpd = 0, max_drift = 0; /* the interval's worst step and rebuild error */
     glow_level_stats level_interval[GLOW_MAX_LEVELS];
@@ -491,7 +491,6 @@ int cmd_train(int argc, char **argv) {
         n_interval++;
         redone_interval += ss.recomputed;
         redone_total += ss.recomputed;
-        exact_interval += ss.inputs_kept;
 
         int last = st.step == total;
         if (st.step % o.log_every == 0 || last) {
@@ -513,17 +512,17 @@ int cmd_train(int argc, char **argv) {
                     test_s, glow_optimizer_lr(&opt), redone_s, eta_s, tty ? "   " : "\n");
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,"
                     "\"max_step_bpd\":%.5g,\"lr\":%.6g,\"img_per_s\":%.2f,\"grad_norm\":%.4g,"
-                    "\"skipped\":%lld,\"redone\":%d,\"inputs_kept\":%d,\"time_s\":%.1f,",
+                    "\"skipped\":%lld,\"redone\":%d,\"time_s\":%.1f,",
                     (long long)st.step, st.epoch + (double)st.batch_in_epoch / batches_per_epoch,
                     mean_bpd, max_step_bpd, glow_optimizer_lr(&opt), ips, gnorm,
-                    (long long)st.skipped, redone_interval, exact_interval,
+                    (long long)st.skipped, redone_interval,
                     now_seconds() - t_start);
             put_number(metrics, "max_rebuild_error", max_drift);
             write_levels(metrics, level_interval, cfg->levels, n_interval);
             fputs("}\n", metrics);
             fflush(metrics);
             curve_add(&cv, st.step, mean_bpd, NAN);
-            bpd_sum = 0, n_interval = 0, redone_interval = 0, exact_interval = 0;
+            bpd_sum = 0, n_interval = 0, redone_interval = 0;
             t_interval = now_seconds();
         }
         if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {

@@ -190,9 +190,7 @@ typedef struct glow_step_stats {
     double max_rebuild_error; /* largest |input rebuilt by the backward pass - input| */
     int recomputed;  /* 1: the rebuilt inputs drifted (> 1e-4), so the step was redone
                         keeping every flow step's input: exact gradients, for c values per
-                        pixel per flow step more memory, held for the next 50 steps */
-    int inputs_kept; /* 1: every flow step's input was kept from the start, so none was
-                        rebuilt: the 50 steps after a redone one do that */
+                        pixel per flow step more memory, given back after the step */
     int kept_steps;  /* flow steps whose activations were kept (see activation memory) */
     glow_level_stats level[GLOW_MAX_LEVELS]; /* the first `levels` are filled */
 } glow_step_stats;

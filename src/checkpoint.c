@@ -185,10 +185,7 @@ static uint8_t *encode_header(size_t *size, const glow_model *m, const glow_opti
         put_f64(h + 224, oc->grad_clip);
         put_f64(h + 232, oc->polyak);
         put_u32(h + 240, (uint32_t)oc->warmup);
-        put_u64(h + 248, (uint64_t)opt->step);
-        /* The drift window changes the next steps' arithmetic, so it is training state too;
-         * the state block has no room left, the optimizer block's spare word has. */
-        if (state) put_u32(h + 244, (uint32_t)m->exact_steps_left);
+        put_u64(h + 248, (uint64_t)opt->step); /* 244..247: reserved, 0 */
     }
     put_u32(h + 256, (uint32_t)nt);
     put_u32(h + 260, opt ? 4 : 1);
@@ -566,13 +563,7 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
         glow_fail(GLOW_EFORMAT, "%s: %s", path, glow_last_error());
         goto fail;
     }
-    uint32_t drift_window = has_state && has_opt ? get_u32(d + 244) : 0;
-    if (drift_window > DRIFT_WINDOW) {
-        glow_fail(GLOW_EFORMAT, "%s: drift window of %u steps (at most %d)", path, drift_window,
-                  DRIFT_WINDOW);
-        goto fail;
-    }
-    m->exact_steps_left = (int)drift_window;
+    /* Offset 244 held an older build's drift window in version 1 files: ignored. */
     if (state) {
         memset(state, 0, sizeof *state);
         if (has_state) {

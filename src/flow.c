@@ -781,32 +781,23 @@ int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int b
     glow_step_stats st;
     int rc = check_labels(m, y, batch, 1);
     if (rc != GLOW_OK) return rc;
-    int rebuilds = m->activation_memory != SIZE_MAX, exact = rebuilds && m->exact_steps_left > 0;
-    if (!rebuilds && m->exact_steps_left > 0) { /* switched to keeping every activation */
-        workspace_release_inputs(m);
-        m->exact_steps_left = 0;
-    }
-    rc = train_pass(m, x, y, batch, m->activation_memory, exact, &st, dx);
-    if (rc == GLOW_OK && exact) {
-        st.inputs_kept = 1;
-        if (--m->exact_steps_left == 0) workspace_release_inputs(m);
-    }
-    /* A nearly singular layer (an affine scale near 0, say) can make the rebuilt inputs
-     * drift. Then the step is done again keeping every step's input from the forward pass,
-     * which is exact and costs c values per pixel per step (not the activations' 2 width
-     * more). The next DRIFT_WINDOW steps keep them straight away, and give that memory back
-     * after: a spell of drift costs one step redone, not one per step. */
-    if (rc == GLOW_OK && rebuilds && !exact && isfinite(st.loss) &&
+    int rebuilds = m->activation_memory != SIZE_MAX;
+    rc = train_pass(m, x, y, batch, m->activation_memory, 0, &st, dx);
+    /* The safety net: a badly conditioned layer can make the rebuilt inputs drift (the
+     * paper's sigmoid scale near 0 did, often; the bounded tanh scale rarely does). Then
+     * the step is done again keeping every step's input from the forward pass, which is
+     * exact and costs c values per pixel per step (not the activations' 2 width more),
+     * given back at once. */
+    if (rc == GLOW_OK && rebuilds && isfinite(st.loss) &&
         !(st.max_rebuild_error <= REBUILD_TOLERANCE)) {
         double drift = st.max_rebuild_error;
         rc = train_pass(m, x, y, batch, m->activation_memory, 1, &st, dx);
         st.recomputed = 1;
         st.max_rebuild_error = drift;
-        m->exact_steps_left = DRIFT_WINDOW;
+        workspace_release_inputs(m);
     }
     if (rc != GLOW_OK) {
         workspace_release_inputs(m);
-        m->exact_steps_left = 0;
         return rc;
     }
     if (stats) *stats = st;

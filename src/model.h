@@ -62,14 +62,9 @@ struct glow_model {
     real *params, *grads;
     size_t n_params;
     size_t activation_memory; /* bytes for kept activations; SIZE_MAX: every step's */
-    int exact_steps_left;     /* training steps still to keep every flow step's input after
-                                 one that drifted (DRIFT_WINDOW, glow_model_train_step) */
     workspace ws;
 };
 
-/* Training steps that keep every flow step's input after a step whose rebuilt inputs
- * drifted: drift comes in spells (an affine scale near 0 stays there for a while). */
-#define DRIFT_WINDOW 50
 
 void workspace_free(glow_model *m);
 /* GLOW_OK if every fixed permutation tensor holds a permutation (checked on load). */

@@ -64,6 +64,42 @@ TEST(cli_train_resume_is_exact) {
           "metrics or curve missing");
 }
 
+/* --affine-scale picks the coupling's scale, the checkpoint keeps it (a resume with the
+ * other is refused), the metrics name every level's extremes, the progress is one line per
+ * log step, and glow plot draws two runs in one picture. */
+TEST(cli_train_affine_scale_and_metrics) {
+    if (IS_DOUBLE) return;
+    const char *a = tmp_path("sig.glow");
+    REQUIRE(test_run("./glow train " TINY " --steps 4 --affine-scale sigmoid --out %s/rs --checkpoint %s",
+                     test_tmpdir(), a) == 0, "train: %s", test_output());
+    CHECK(strstr(test_output(), "affine sigmoid") != NULL, "the model line does not name the scale: %s",
+          test_output());
+    int progress = 0;
+    for (const char *p = test_output(); (p = strstr(p, "\nstep ")); p++) progress++;
+    CHECK(progress == 2, "%d progress lines for 4 steps logged every 2: %s", progress, test_output());
+    glow_model *m = glow_checkpoint_load(a, 1, NULL, NULL);
+    REQUIRE(m, "%s", glow_last_error());
+    CHECK(glow_model_config(m)->affine_scale == GLOW_SCALE_SIGMOID, "checkpoint scale %d",
+          glow_model_config(m)->affine_scale);
+    glow_model_free(m);
+    CHECK(test_run("./glow train " TINY " --steps 6 --affine-scale tanh --out %s/rs --checkpoint %s --resume",
+                   test_tmpdir(), a) == 1 && strstr(test_output(), "--affine-scale"),
+          "a resume with another scale: %s", test_output());
+    CHECK(test_run("./glow train --affine-scale cosh") == 2 && strstr(test_output(), "--affine-scale 'cosh'"),
+          "bad --affine-scale: %s", test_output());
+    CHECK(test_run("grep -c '\"levels\":\\[{\"min_coupling_logs\":[-0-9.e]*,\"max_coupling_shift\"' %s/rs/metrics.jsonl",
+                   test_tmpdir()) == 0 && atoi(test_output()) == 2, "metrics lines without the levels' extremes: %s",
+          test_output());
+    CHECK(test_run("grep -o '\"prior_bpd\"' %s/rs/metrics.jsonl | wc -l", test_tmpdir()) == 0 &&
+          atoi(test_output()) == 2 * 2, "not one entry per level (2 levels, 2 lines): %s", test_output());
+    REQUIRE(test_run("./glow train " TINY " --steps 4 --out %s/rt", test_tmpdir()) == 0, "train: %s", test_output());
+    CHECK(test_run("./glow plot %s/rs=sigmoid %s/rt=tanh --train --out %s/both.png && test -s %s/both.png",
+                   test_tmpdir(), test_tmpdir(), test_tmpdir(), test_tmpdir()) == 0 &&
+          strstr(test_output(), "2 runs"), "glow plot: %s", test_output());
+    CHECK(test_run("./glow plot %s/nothing --out %s/none.png", test_tmpdir(), test_tmpdir()) == 1 &&
+          strstr(test_output(), "nothing/metrics.jsonl"), "plot of a missing run: %s", test_output());
+}
+
 /* --activation-memory keeps what fits (here the top level's step, 98 KiB, not the first
  * level's, 294 KiB) and says so; it excludes --store-activations. */
 TEST(cli_train_activation_memory) {

@@ -41,28 +41,26 @@ TEST(train_fashion_mnist_bpd_drops) {
     REQUIRE_OK(glow_optimizer_init(&opt, &oc, glow_model_n_params(m), glow_model_params(m)));
     glow_step_stats st = {0};
     double rebuild_error[STEPS];
-    int redone = 0, exact = 0, rebuilt = 0; /* steps redone, that kept inputs, that rebuilt */
+    int redone = 0;
     for (int s = 0; s < STEPS; s++) {
         int start = (s * B) % N;
         glow_preprocess(x, ds.pixels + (size_t)start * d, B, d, 8, 3, s);
         REQUIRE_OK(glow_model_train_step(m, x, NULL, B, &st, NULL));
-        if (!st.inputs_kept) rebuild_error[rebuilt++] = st.max_rebuild_error;
-        redone += st.recomputed, exact += st.inputs_kept;
+        rebuild_error[s] = st.max_rebuild_error;
+        redone += st.recomputed;
         REQUIRE_OK(glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), NULL));
     }
     REQUIRE_OK(glow_model_log_prob(m, all, NULL, N, NULL, bpd));
     for (int i = 0; i < N; i++) after += bpd[i] / N;
-    qsort(rebuild_error, rebuilt, sizeof(double), by_value);
-    printf("(bits/dim %.3f -> %.3f; rebuild error median %.2g, %d steps redone, %d kept inputs) ",
-           before, after, rebuild_error[rebuilt / 2], redone, exact);
+    qsort(rebuild_error, STEPS, sizeof(double), by_value);
+    printf("(bits/dim %.3f -> %.3f; rebuild error median %.2g, %d steps redone) ", before, after,
+           rebuild_error[STEPS / 2], redone);
     CHECK(isfinite(before) && before > 5, "fresh model's bits/dim %g", before);
     CHECK(after < 5.5 && after < before - 2, "bits/dim only went from %.3f to %.3f", before, after);
-    /* At this high learning rate some affine scales saturate and a minority of steps drift
-     * past the tolerance: each is redone exactly, and the DRIFT_WINDOW steps after it keep
-     * their inputs instead of rebuilding them. A typical rebuilt step is well within it. */
-    CHECK(rebuilt > 0 && rebuild_error[rebuilt / 2] < 1e-4, "median rebuild error %g of %d",
-          rebuild_error[rebuilt / 2], rebuilt);
-    CHECK(exact <= redone * DRIFT_WINDOW, "%d steps kept inputs after %d redone", exact, redone);
+    /* A step whose rebuilt inputs drift past the tolerance is redone exactly; a typical one
+     * is well within it. */
+    CHECK(rebuild_error[STEPS / 2] < 1e-4 && redone < STEPS / 10, "median rebuild error %g, %d "
+          "of %d steps redone", rebuild_error[STEPS / 2], redone, STEPS);
     glow_optimizer_free(&opt);
     glow_model_free(m);
     glow_dataset_free(&ds);
