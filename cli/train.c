@@ -32,6 +32,8 @@ static const char *help =
     "  --coupling C          additive | affine (default affine)\n"
     "  --affine-scale S      tanh (log s = tanh(u), bounded: the default) | sigmoid\n"
     "                        (s = sigmoid(u + 2), the paper's)\n"
+    "  --prior-logs P        tanh (log std = 3 tanh(v/3), bounded: the default) | free (the\n"
+    "                        paper's) for the split and top priors\n"
     "  --permutation P       reverse | shuffle | invconv | invconv-lu (default invconv-lu)\n"
     "  --no-learntop         standard normal top prior instead of a learned one\n"
     "  --ycond               class-conditional top prior (needs labels)\n"
@@ -70,7 +72,7 @@ static const char *help =
     "                        4x float's rounding error, 2x faster; docs/MODEL.md)\n";
 
 enum {
-    O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_SCALE, O_PERMUTATION,
+    O_DATA = 256, O_IMAGE_SIZE, O_LEVELS, O_DEPTH, O_WIDTH, O_COUPLING, O_SCALE, O_PRIOR, O_PERMUTATION,
     O_NO_LEARNTOP, O_YCOND, O_WEIGHT_Y, O_N_BITS, O_BATCH, O_INIT_BATCH, O_STEPS, O_EPOCHS,
     O_MINUTES, O_LR, O_WARMUP, O_OPTIMIZER, O_POLYAK, O_GRAD_CLIP, O_SEED, O_STORE, O_ACT_MEMORY,
     O_MAX_SKIPS, O_OUT, O_CHECKPOINT, O_RESUME, O_SAVE_EVERY, O_SAVE_MINUTES, O_EVAL_EVERY, O_EVAL_N,
@@ -80,7 +82,7 @@ enum {
 static const struct option long_options[] = {
     {"data", 1, 0, O_DATA}, {"image-size", 1, 0, O_IMAGE_SIZE}, {"levels", 1, 0, O_LEVELS},
     {"depth", 1, 0, O_DEPTH}, {"width", 1, 0, O_WIDTH}, {"coupling", 1, 0, O_COUPLING},
-    {"affine-scale", 1, 0, O_SCALE}, {"permutation", 1, 0, O_PERMUTATION},
+    {"affine-scale", 1, 0, O_SCALE}, {"prior-logs", 1, 0, O_PRIOR}, {"permutation", 1, 0, O_PERMUTATION},
     {"no-learntop", 0, 0, O_NO_LEARNTOP},
     {"ycond", 0, 0, O_YCOND}, {"weight-y", 1, 0, O_WEIGHT_Y}, {"n-bits", 1, 0, O_N_BITS},
     {"batch", 1, 0, O_BATCH}, {"init-batch", 1, 0, O_INIT_BATCH}, {"steps", 1, 0, O_STEPS},
@@ -146,6 +148,11 @@ static int parse_options(train_opts *o, int argc, char **argv) {
             if ((v = glow_affine_scale_parse(optarg)) < 0)
                 return cli_usage_error("--affine-scale '%s': expected tanh or sigmoid", optarg);
             o->cfg.affine_scale = v;
+            break;
+        case O_PRIOR:
+            if ((v = glow_prior_logs_parse(optarg)) < 0)
+                return cli_usage_error("--prior-logs '%s': expected tanh or free", optarg);
+            o->cfg.prior_logs = v;
             break;
         case O_PERMUTATION:
             if ((v = glow_permutation_parse(optarg)) < 0)
@@ -213,6 +220,7 @@ static int check_resume_options(const train_opts *o, const glow_config *ck) {
         {O_WIDTH, "--width", o->cfg.width, ck->width},
         {O_COUPLING, "--coupling", o->cfg.coupling, ck->coupling},
         {O_SCALE, "--affine-scale", o->cfg.affine_scale, ck->affine_scale},
+        {O_PRIOR, "--prior-logs", o->cfg.prior_logs, ck->prior_logs},
         {O_PERMUTATION, "--permutation", o->cfg.permutation, ck->permutation},
         {O_N_BITS, "--n-bits", o->cfg.n_bits, ck->n_bits},
         {O_NO_LEARNTOP, "--no-learntop", o->cfg.learntop, ck->learntop},
@@ -411,11 +419,11 @@ int cmd_train(int argc, char **argv) {
     if (o.resume) curve_load(&cv, metrics_path, st.step, NULL);
 
     fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
-                    "%zu parameters; batch %d, %d threads, %s\n",
+                    "%s prior log std, %zu parameters; batch %d, %d threads, %s\n",
             o.data, train.n, train.h, train.w, train.c, cfg->levels, cfg->depth, cfg->width,
             glow_coupling_name(cfg->coupling), cfg->coupling == GLOW_AFFINE ? " " : "",
             cfg->coupling == GLOW_AFFINE ? glow_affine_scale_name(cfg->affine_scale) : "",
-            glow_permutation_name(cfg->permutation),
+            glow_permutation_name(cfg->permutation), glow_prior_logs_name(cfg->prior_logs),
             glow_model_n_trainable(m), o.batch, glow_get_threads(),
             o.resume ? "resuming" : "fresh start");
     if (o.resume)

@@ -63,6 +63,11 @@ typedef enum { GLOW_ADDITIVE = 0, GLOW_AFFINE = 1 } glow_coupling;
  *          very negative (the inverse then fails);
  * tanh:    log s = tanh(u), a soft clamp; s in [1/e, e], never near 0 (the default). */
 typedef enum { GLOW_SCALE_SIGMOID = 0, GLOW_SCALE_TANH = 1 } glow_affine_scale;
+/* The priors' log standard deviation from v, the value their layer computes (split prior:
+ * the zero-initialised convolution's odd channels; top prior: the learned bias + ycond):
+ * free: log std = v, the paper's; nothing stops a prior from becoming arbitrarily sharp;
+ * tanh: log std = 3 tanh(v / 3), in (-3, 3) (default). */
+typedef enum { GLOW_PRIOR_FREE = 0, GLOW_PRIOR_TANH = 1 } glow_prior_logs;
 typedef enum {
     GLOW_REVERSE = 0,
     GLOW_SHUFFLE = 1,
@@ -78,6 +83,7 @@ typedef struct glow_config {
     glow_coupling coupling;
     glow_permutation permutation;
     glow_affine_scale affine_scale; /* affine coupling only */
+    glow_prior_logs prior_logs;     /* the split and top priors' log std */
     int learntop;      /* 1: learned top prior (a bias per position and channel) */
     int n_classes;     /* 0: unconditional; > 0: labels in [0, n_classes) */
     int ycond;         /* 1: top prior conditioned on the label (needs n_classes) */
@@ -87,7 +93,7 @@ typedef struct glow_config {
 } glow_config;
 
 /* Defaults: 28x28x1 (Fashion-MNIST), L=2, K=8, width 128, affine with the tanh scale,
- * invconv-lu, learntop, unconditional, n_bits 8, seed 1. */
+ * invconv-lu, learntop with tanh-bounded prior log stds, unconditional, n_bits 8, seed 1. */
 void glow_config_default(glow_config *cfg);
 /* GLOW_OK or GLOW_EINVAL with a message naming the offending value. */
 int glow_config_check(const glow_config *cfg);
@@ -95,9 +101,11 @@ int glow_config_check(const glow_config *cfg);
 const char *glow_coupling_name(glow_coupling c);
 const char *glow_permutation_name(glow_permutation p);
 const char *glow_affine_scale_name(glow_affine_scale s);
+const char *glow_prior_logs_name(glow_prior_logs p);
 int glow_coupling_parse(const char *name);
 int glow_permutation_parse(const char *name);
 int glow_affine_scale_parse(const char *name);
+int glow_prior_logs_parse(const char *name);
 
 /* ---------------------------------------------------------------- the model -------- */
 

@@ -191,6 +191,7 @@ static uint8_t *encode_header(size_t *size, const glow_model *m, const glow_opti
     put_u32(h + 260, opt ? 4 : 1);
     put_u64(h + 264, glow_model_n_params(m));
     put_u32(h + 272, (uint32_t)cfg->affine_scale);
+    put_u32(h + 276, (uint32_t)cfg->prior_logs);
     put_name(h + 280, glow_affine_scale_name(cfg->affine_scale));
     uint8_t *p = h + HEADER_SIZE;
     for (int i = 0; i < nt; i++) {
@@ -404,8 +405,9 @@ static int parse_config(const char *path, const uint8_t *h, glow_config *cfg) {
     cfg->n_bits = (int32_t)get_u32(h + 100);
     cfg->weight_y = get_f64(h + 104);
     cfg->seed = get_u64(h + 112);
-    /* Version 1 had only the paper's scale. */
+    /* Version 1 had only the paper's scale and free prior log stds. */
     cfg->affine_scale = version == 1 ? GLOW_SCALE_SIGMOID : (glow_affine_scale)get_u32(h + 272);
+    cfg->prior_logs = version == 1 ? GLOW_PRIOR_FREE : (glow_prior_logs)get_u32(h + 276);
     /* The codes rule; the names are for readers, but they must agree. */
     char cname[NAME_FIELD + 1] = {0}, pname[NAME_FIELD + 1] = {0}, sname[NAME_FIELD + 1] = {0};
     memcpy(cname, h + 56, NAME_FIELD);

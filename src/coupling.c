@@ -21,7 +21,6 @@ double log1p(double);
 #pragma omp declare simd notinbranch
 double tanh(double);
 
-
 /* The scales s of n consecutive (pixel, channel) pairs from u = h[1::2], and the sum of
  * log s; d (if not NULL) receives d log s / du, which the backward pass needs.
  * sigmoid: with v = u + 2 and e = exp(-|v|), s = 1/(1+e) for v >= 0 and e/(1+e) below,

@@ -298,8 +298,8 @@ static void lower(double *v, double x) {
     if (!isnan(*v) && !(x >= *v)) *v = x;
 }
 
-/* The step's parameter extremes and its coupling's smallest log scale from h, into the
- * level's stats. */
+/* The step's parameter extremes, and its coupling's smallest log-scale and largest shift
+ * from h, into the level's stats. */
 static void step_extremes(glow_model *m, int li, int k, const real *h, size_t rows) {
     const level *lv = &m->levels[li];
     const step_offsets *s = &lv->steps[k];
@@ -437,6 +437,7 @@ static void split_prior(glow_model *m, int li, const real *z1, int batch) {
             ws->mean[r * half + j] = ws->ph[r * c + 2 * j];
             ws->logs[r * half + j] = ws->ph[r * c + 2 * j + 1];
         }
+    if (m->cfg.prior_logs == GLOW_PRIOR_TANH) prior_logs_bound(ws->logs, rows * half);
 }
 
 /* Top prior into ws->mean, ws->logs (B*hw, c): the learned bias (mean = first c channels,
@@ -464,6 +465,7 @@ static void top_prior(glow_model *m, const int *y, int batch) {
                 ws->mean[i] = (real)mu;
                 ws->logs[i] = (real)ls;
             }
+    if (m->cfg.prior_logs == GLOW_PRIOR_TANH) prior_logs_bound(ws->logs, (size_t)batch * hw * c);
 }
 
 static void latent_put(real *z, const real *src, const level *lv, int batch, size_t dim) {
@@ -510,8 +512,9 @@ static int flow_forward(glow_model *m, const real *x, const int *y, int batch, i
         int c = lv->c, half = c / 2;
         size_t rows = (size_t)batch * lv->h * lv->w;
         glow_level_stats *st = &ws->stats[i];
-        *st = (glow_level_stats){INFINITY, 0, INFINITY, INFINITY, INFINITY, 0, 0, 0, 0};
-        if (cfg->permutation != GLOW_INVCONV_LU) st->min_invconv_logs = 0;
+        *st = (glow_level_stats){.min_coupling_logs = INFINITY, .min_actnorm_logs = INFINITY,
+                                 .min_invconv_logs = cfg->permutation == GLOW_INVCONV_LU ? INFINITY : 0,
+                                 .min_prior_logs = INFINITY};
         double logdet0 = batch_sum(ws->logdet, batch), logp0 = batch_sum(ws->logp, batch);
         for (int k = 0; k < cfg->depth; k++) {
             int rc = step_forward(m, i, k, batch, init, keep);
@@ -726,6 +729,8 @@ static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch
     top_prior(m, y, batch);
     gaussian_backward(ws->dcur, ws->dmean, ws->dlogs, ws->cur, ws->mean, ws->logs, g, batch,
                       tl->z_size);
+    if (cfg->prior_logs == GLOW_PRIOR_TANH)
+        prior_logs_bound_backward(ws->dlogs, ws->logs, (size_t)batch * tl->z_size);
     top_prior_backward(m, y, batch);
     if (m->cls_w != SIZE_MAX) st.class_bits = class_loss(m, ws->cur, ws->dcur, y, batch);
     st.loss = st.bpd + cfg->weight_y * st.class_bits;
@@ -745,6 +750,8 @@ static int train_pass(glow_model *m, const glow_real *x, const int *y, int batch
         memset(ws->dtmp, 0, sizeof(real) * rows * half);
         gaussian_backward(ws->dtmp, ws->dmean, ws->dlogs, ws->tmp, ws->mean, ws->logs, g, batch,
                           lv->z_size);
+        if (cfg->prior_logs == GLOW_PRIOR_TANH)
+            prior_logs_bound_backward(ws->dlogs, ws->logs, rows * half);
         #pragma omp parallel for schedule(static)
         for (size_t r = 0; r < rows; r++)
             for (int j = 0; j < half; j++) {

@@ -73,6 +73,10 @@ void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const 
  * folded into the three (each lowered or raised; a NaN anywhere makes it NaN). */
 void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
                        const real *mean, const real *logs, size_t n);
+/* The bounded prior log std (GLOW_PRIOR_TANH): logs = 3 tanh(v / 3) in place, and its
+ * backward: d v = d logs * (1 - (logs / 3)^2), from the bounded logs, in place. */
+void prior_logs_bound(real *logs, size_t n);
+void prior_logs_bound_backward(real *dlogs, const real *logs, size_t n);
 /* z = mean + temperature * exp(logs) * eps, eps ~ N(0,1) from (key, example index offset). */
 void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
                      uint64_t key, int batch, size_t n);

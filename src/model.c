@@ -34,6 +34,7 @@ void glow_config_default(glow_config *cfg) {
     cfg->coupling = GLOW_AFFINE;
     cfg->permutation = GLOW_INVCONV_LU;
     cfg->affine_scale = GLOW_SCALE_TANH;
+    cfg->prior_logs = GLOW_PRIOR_TANH;
     cfg->learntop = 1;
     cfg->n_bits = 8;
     cfg->seed = 1;
@@ -42,6 +43,7 @@ void glow_config_default(glow_config *cfg) {
 static const char *coupling_names[] = {"additive", "affine"};
 static const char *permutation_names[] = {"reverse", "shuffle", "invconv", "invconv-lu"};
 static const char *scale_names[] = {"sigmoid", "tanh"};
+static const char *prior_names[] = {"free", "tanh"};
 
 const char *glow_coupling_name(glow_coupling c) {
     return (unsigned)c < 2 ? coupling_names[c] : "?";
@@ -55,6 +57,14 @@ const char *glow_affine_scale_name(glow_affine_scale s) {
 int glow_affine_scale_parse(const char *name) {
     for (int i = 0; i < 2; i++)
         if (!strcmp(name, scale_names[i])) return i;
+    return -1;
+}
+const char *glow_prior_logs_name(glow_prior_logs p) {
+    return (unsigned)p < 2 ? prior_names[p] : "?";
+}
+int glow_prior_logs_parse(const char *name) {
+    for (int i = 0; i < 2; i++)
+        if (!strcmp(name, prior_names[i])) return i;
     return -1;
 }
 int glow_coupling_parse(const char *name) {
@@ -89,6 +99,8 @@ int glow_config_check(const glow_config *cfg) {
         return glow_fail(GLOW_EINVAL, "coupling %d: unknown", (int)cfg->coupling);
     if ((unsigned)cfg->affine_scale > GLOW_SCALE_TANH)
         return glow_fail(GLOW_EINVAL, "affine scale %d: unknown", (int)cfg->affine_scale);
+    if ((unsigned)cfg->prior_logs > GLOW_PRIOR_TANH)
+        return glow_fail(GLOW_EINVAL, "prior log-std kind %d: unknown", (int)cfg->prior_logs);
     if ((unsigned)cfg->permutation > GLOW_INVCONV_LU)
         return glow_fail(GLOW_EINVAL, "permutation %d: unknown", (int)cfg->permutation);
     if (cfg->n_bits < 1 || cfg->n_bits > 8)

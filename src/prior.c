@@ -30,6 +30,22 @@ void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const 
     }
 }
 
+/* The bound of GLOW_PRIOR_TANH: |log std| < PRIOR_BOUND. */
+#define PRIOR_BOUND 3.0
+
+void prior_logs_bound(real *logs, size_t n) {
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) logs[i] = (real)(PRIOR_BOUND * tanh(logs[i] / PRIOR_BOUND));
+}
+
+void prior_logs_bound_backward(real *dlogs, const real *logs, size_t n) {
+    #pragma omp parallel for schedule(static) if (n > 65536)
+    for (size_t i = 0; i < n; i++) {
+        double t = logs[i] / PRIOR_BOUND;
+        dlogs[i] = (real)(dlogs[i] * (1.0 - t * t));
+    }
+}
+
 void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
                        const real *mean, const real *logs, size_t n) {
     double lo = INFINITY, za = 0, sc = 0;

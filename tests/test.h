@@ -61,7 +61,7 @@ typedef struct model_case {
     glow_permutation permutation;
     int learntop, n_classes, ycond;
     double weight_y;
-    int sigmoid; /* 1: the paper's affine scale; 0: the default (tanh) */
+    int paper; /* 1: the paper's numerics (sigmoid scale, free prior log std); 0: the defaults */
 } model_case;
 
 static inline glow_config model_case_config(const model_case *t, uint64_t seed) {
@@ -72,7 +72,7 @@ static inline glow_config model_case_config(const model_case *t, uint64_t seed) 
     cfg.coupling = t->coupling, cfg.permutation = t->permutation;
     cfg.learntop = t->learntop, cfg.n_classes = t->n_classes, cfg.ycond = t->ycond;
     cfg.weight_y = t->weight_y;
-    if (t->sigmoid) cfg.affine_scale = GLOW_SCALE_SIGMOID;
+    if (t->paper) cfg.affine_scale = GLOW_SCALE_SIGMOID, cfg.prior_logs = GLOW_PRIOR_FREE;
     cfg.seed = seed;
     return cfg;
 }

@@ -64,29 +64,35 @@ TEST(cli_train_resume_is_exact) {
           "metrics or curve missing");
 }
 
-/* --affine-scale picks the coupling's scale, the checkpoint keeps it (a resume with the
- * other is refused), the metrics name every level's extremes, the progress is one line per
+/* --affine-scale and --prior-logs pick the coupling's scale and the priors' log std, the
+ * checkpoint keeps them (a resume with another is refused), the metrics name every level's extremes, the progress is one line per
  * log step, and glow plot draws two runs in one picture. */
 TEST(cli_train_affine_scale_and_metrics) {
     if (IS_DOUBLE) return;
     const char *a = tmp_path("sig.glow");
-    REQUIRE(test_run("./glow train " TINY " --steps 4 --affine-scale sigmoid --out %s/rs --checkpoint %s",
-                     test_tmpdir(), a) == 0, "train: %s", test_output());
-    CHECK(strstr(test_output(), "affine sigmoid") != NULL, "the model line does not name the scale: %s",
-          test_output());
+    REQUIRE(test_run("./glow train " TINY " --steps 4 --affine-scale sigmoid --prior-logs free --out %s/rs "
+                     "--checkpoint %s", test_tmpdir(), a) == 0, "train: %s", test_output());
+    CHECK(strstr(test_output(), "affine sigmoid") && strstr(test_output(), "free prior log std"),
+          "the model line does not name the scale and the prior: %s", test_output());
     int progress = 0;
     for (const char *p = test_output(); (p = strstr(p, "\nstep ")); p++) progress++;
     CHECK(progress == 2, "%d progress lines for 4 steps logged every 2: %s", progress, test_output());
     glow_model *m = glow_checkpoint_load(a, 1, NULL, NULL);
     REQUIRE(m, "%s", glow_last_error());
-    CHECK(glow_model_config(m)->affine_scale == GLOW_SCALE_SIGMOID, "checkpoint scale %d",
-          glow_model_config(m)->affine_scale);
+    CHECK(glow_model_config(m)->affine_scale == GLOW_SCALE_SIGMOID &&
+          glow_model_config(m)->prior_logs == GLOW_PRIOR_FREE, "checkpoint scale %d, prior %d",
+          glow_model_config(m)->affine_scale, glow_model_config(m)->prior_logs);
     glow_model_free(m);
     CHECK(test_run("./glow train " TINY " --steps 6 --affine-scale tanh --out %s/rs --checkpoint %s --resume",
                    test_tmpdir(), a) == 1 && strstr(test_output(), "--affine-scale"),
           "a resume with another scale: %s", test_output());
+    CHECK(test_run("./glow train " TINY " --steps 6 --prior-logs tanh --out %s/rs --checkpoint %s --resume",
+                   test_tmpdir(), a) == 1 && strstr(test_output(), "--prior-logs"),
+          "a resume with another prior: %s", test_output());
     CHECK(test_run("./glow train --affine-scale cosh") == 2 && strstr(test_output(), "--affine-scale 'cosh'"),
           "bad --affine-scale: %s", test_output());
+    CHECK(test_run("./glow train --prior-logs none") == 2 && strstr(test_output(), "--prior-logs 'none'"),
+          "bad --prior-logs: %s", test_output());
     CHECK(test_run("grep -c '\"levels\":\\[{\"min_coupling_logs\":[-0-9.e]*,\"max_coupling_shift\"' %s/rs/metrics.jsonl",
                    test_tmpdir()) == 0 && atoi(test_output()) == 2, "metrics lines without the levels' extremes: %s",
           test_output());

@@ -1049,6 +1049,49 @@ TEST(layer_gaussian) {
     pool_free(&p);
 }
 
+/* The bounded prior log std (GLOW_PRIOR_TANH): logs = 3 tanh(v / 3), and the gradient of
+ * log N(z; mean, exp(logs)) with respect to v through it, against finite differences, also
+ * where the bound saturates. */
+typedef struct {
+    gauss_case g;
+    const real *v;
+    real *bounded;
+} bound_case;
+
+static double bound_loss(void *ctx) {
+    bound_case *t = ctx;
+    size_t n = t->g.batch * t->g.n;
+    memcpy(t->bounded, t->v, sizeof(real) * n);
+    prior_logs_bound(t->bounded, n);
+    return gauss_loss(&t->g);
+}
+
+TEST(layer_prior_logs_bound) {
+    pool p = {0};
+    enum { N = 24 };
+    real *v = filled(&p, N, 96, -7, 7), *logs = pool_reals(&p, N);
+    memcpy(logs, v, sizeof(real) * N);
+    prior_logs_bound(logs, N);
+    double err = 0;
+    for (int i = 0; i < N; i++) err = fmax(err, fabs(logs[i] - 3 * tanh(v[i] / 3)));
+    CHECK(err < (IS_DOUBLE ? 1e-15 : 1e-6), "logs differs from 3 tanh(v / 3) by %g", err);
+    for (int i = 0; i < N; i++) CHECK(fabs(logs[i]) < 3, "|logs| = %g, not below 3", logs[i]);
+    if (!IS_DOUBLE) {
+        pool_free(&p);
+        return;
+    }
+    bound_case t = {.g = {.batch = 2, .n = N / 2, .g = -0.7}, .v = v, .bounded = logs};
+    t.g.z = filled(&p, N, 97, -2, 2), t.g.mean = filled(&p, N, 98, -1, 1), t.g.logs = logs;
+    bound_loss(&t);
+    real *dz = pool_reals(&p, N), *dm = pool_reals(&p, N), *dv = pool_reals(&p, N);
+    memset(dz, 0, sizeof(real) * N);
+    gaussian_backward(dz, dm, dv, t.g.z, t.g.mean, logs, t.g.g, t.g.batch, t.g.n);
+    prior_logs_bound_backward(dv, logs, N);
+    fd_var vars[] = {{"v", (real *)v, dv, N}};
+    check_gradients("bounded prior log std", bound_loss, &t, vars, 1);
+    pool_free(&p);
+}
+
 /* z = mean + T * exp(logs) * eps with eps = glow_rng_normal(key, i): T = 0 gives the mean. */
 TEST(layer_gaussian_sample) {
     enum { N = 10 };

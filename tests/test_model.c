@@ -477,7 +477,7 @@ TEST(model_scale_collapse) {
     model_case t = *SIGMOID_CASE;
     t.levels = 2, t.h = t.w = 8, t.name = "8x8x1 L2 affine invconv-lu";
     for (int sigmoid = 0; sigmoid < 2; sigmoid++) {
-        t.sigmoid = sigmoid;
+        t.paper = sigmoid;
         enum { D = 64 };
         glow_real x[BATCH * D], z[BATCH * D], x2[BATCH * D];
         int y[BATCH];
@@ -529,6 +529,53 @@ TEST(model_scale_collapse) {
         for (int l = 0; l < 2; l++) sum += st.level[l].logdet_bits + st.level[l].prior_bits;
         CHECK(fabs(sum - st.bpd) < 1e-9 * (1 + fabs(st.bpd)), "%s: level shares sum to %.12g, "
               "bits/dim %.12g", name, sum, st.bpd);
+        glow_model_free(m);
+    }
+}
+
+/* The prior's failure built on purpose: level 0's split prior driven to a log std of -50.
+ * With the paper's free log std, a latent 0.1 off the mean then costs ~e^100 nats (the
+ * bits/dim are absurd and, in float, the gradients overflow: glow train skips such a step);
+ * the tanh bound holds the log std above -3, and the loss and every gradient stay finite. The
+ * level's stats name the prior. */
+TEST(model_prior_collapse) {
+    model_case t = *SIGMOID_CASE;
+    t.levels = 2, t.h = t.w = 8, t.name = "8x8x1 L2 affine invconv-lu";
+    for (int paper = 0; paper < 2; paper++) {
+        t.paper = paper;
+        enum { D = 64 };
+        glow_real x[BATCH * D], z[BATCH * D], x2[BATCH * D];
+        int y[BATCH];
+        glow_model *m = make_model(&t, x, y);
+        REQUIRE(m, "%s", glow_last_error());
+        glow_real *p = glow_model_params(m);
+        const char *zeroed[] = {"level0.prior.weight", "level0.prior.logs"};
+        for (int k = 0; k < 2; k++) {
+            int i = glow_model_find_tensor(m, zeroed[k]);
+            REQUIRE(i >= 0, "no tensor %s", zeroed[k]);
+            memset(p + glow_model_tensor(m, i)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, i)->size);
+        }
+        const glow_tensor_info *b = glow_model_tensor(m, glow_model_find_tensor(m, "level0.prior.bias"));
+        for (size_t j = 1; j < b->size; j += 2) p[b->offset + j] = -50; /* v = -50 */
+        const char *name = paper ? "free" : "tanh";
+        glow_step_stats st;
+        REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+        double want = paper ? -50 : 3 * tanh(-50 / 3.0);
+        CHECK(fabs(st.level[0].min_prior_logs - want) < 1e-5, "%s: level 0's smallest prior log "
+              "std %g, expected %g", name, st.level[0].min_prior_logs, want);
+        const glow_real *g = glow_model_grads(m);
+        size_t bad = 0;
+        for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+        if (paper) {
+            CHECK(!(st.bpd < 1e20), "free: bits/dim %g with a prior std of e^-50", st.bpd);
+            CHECK(IS_DOUBLE || bad > 0, "free: the float gradients did not overflow");
+        } else {
+            CHECK(st.bpd < 1e4 && bad == 0, "tanh: bits/dim %g, %zu non-finite gradients", st.bpd, bad);
+            REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z, NULL));
+            REQUIRE_OK(glow_model_decode(m, z, NULL, BATCH, x2, NULL));
+            double err = max_abs_diff(x, x2, BATCH * D);
+            CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "tanh: decode(encode(x)) differs by %g", err);
+        }
         glow_model_free(m);
     }
 }

@@ -23,6 +23,7 @@ VERSIONS = (1, 2)
 HEADER_SIZES = {1: 272, 2: 296}
 COUPLINGS = ["additive", "affine"]
 SCALES = ["sigmoid", "tanh"]
+PRIOR_LOGS = ["free", "tanh"]
 PERMUTATIONS = ["reverse", "shuffle", "invconv", "invconv-lu"]
 OPTIMIZERS = ["adam", "adamax"]
 SECTIONS = ["params", "moment1", "moment2", "average"]
@@ -75,13 +76,17 @@ def read_checkpoint(path):
     if not (0 <= coupling < 2 and COUPLINGS[coupling] == cname and
             0 <= permutation < 4 and PERMUTATIONS[permutation] == pname):
         raise FormatError(f"{path}: coupling/permutation codes and names disagree")
-    scale, sname = 0, "sigmoid"  # version 1 has only the paper's scale
+    scale, sname, prior = 0, "sigmoid", 0  # version 1: the paper's scale and free prior
     if version >= 2:
-        scale, sname = struct.unpack_from("<i", data, 272)[0], _name16(data[280:296])
+        scale, prior = struct.unpack_from("<ii", data, 272)
+        sname = _name16(data[280:296])
     if not (0 <= scale < 2 and SCALES[scale] == sname):
         raise FormatError(f"{path}: affine scale code and name disagree")
+    if not 0 <= prior < 2:
+        raise FormatError(f"{path}: unknown prior log-std code {prior}")
     config = dict(image_h=h, image_w=w, image_c=c, levels=levels, depth=depth, width=width,
-                  coupling=cname, affine_scale=sname, permutation=pname, learntop=learntop,
+                  coupling=cname, affine_scale=sname, prior_logs=PRIOR_LOGS[prior],
+                  permutation=pname, learntop=learntop,
                   n_classes=n_classes,
                   ycond=ycond, n_bits=n_bits, weight_y=weight_y, seed=seed)
 
@@ -223,6 +228,10 @@ def log_prob(ck, x, y=None, use_average=False):
                          f"{(cfg['image_h'], cfg['image_w'], cfg['image_c'])}")
     logdet = np.zeros(batch)
     logp = np.zeros(batch)
+
+    def prior_logs(v):  # the priors' log std from the value their layer computes
+        return 3.0 * np.tanh(v / 3.0) if cfg["prior_logs"] == "tanh" else v
+
     h = squeeze(x)
     for lv in range(cfg["levels"]):
         hw = h.shape[1] * h.shape[2]
@@ -272,7 +281,7 @@ def log_prob(ck, x, y=None, use_average=False):
             z1, z2 = h[..., :half], h[..., half:]
             ph = zeroconv(z1, p[f"level{lv}.prior.weight"], p[f"level{lv}.prior.bias"],
                           p[f"level{lv}.prior.logs"])
-            logp += log_normal(z2, ph[..., 0::2], ph[..., 1::2])
+            logp += log_normal(z2, ph[..., 0::2], prior_logs(ph[..., 1::2]))
             h = squeeze(z1)
         else:
             mean = np.zeros_like(h)
@@ -286,7 +295,7 @@ def log_prob(ck, x, y=None, use_average=False):
                 rows = p["top.ycond.weight"][labels]  # (B, 2c)
                 mean = mean + rows[:, None, None, :c]
                 logs = logs + rows[:, None, None, c:]
-            logp += log_normal(h, mean, logs)
+            logp += log_normal(h, mean, prior_logs(logs))
     total = logdet + logp - dim * cfg["n_bits"] * np.log(2.0)
     return total, -total / (dim * np.log(2.0))
 
