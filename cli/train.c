@@ -253,8 +253,8 @@ static void fold_levels(glow_level_stats *iv, const glow_level_stats *st, int le
         fold_min(&iv[i].min_prior_logs, st[i].min_prior_logs);
         fold_max(&iv[i].max_abs_z, st[i].max_abs_z);
         fold_max(&iv[i].max_z_score, st[i].max_z_score);
-        iv[i].logdet_bits += st[i].logdet_bits;
-        iv[i].prior_bits += st[i].prior_bits;
+        iv[i].logdet_bpd += st[i].logdet_bpd;
+        iv[i].prior_bpd += st[i].prior_bpd;
     }
 }
 
@@ -276,8 +276,8 @@ static void write_levels(FILE *f, const glow_level_stats *iv, int levels, int st
         put_number(f, "min_prior_logs", l->min_prior_logs), fputc(',', f);
         put_number(f, "max_abs_z", l->max_abs_z), fputc(',', f);
         put_number(f, "max_z_score", l->max_z_score), fputc(',', f);
-        put_number(f, "logdet_bpd", l->logdet_bits / steps), fputc(',', f);
-        put_number(f, "prior_bpd", l->prior_bits / steps), fputc('}', f);
+        put_number(f, "logdet_bpd", l->logdet_bpd / steps), fputc(',', f);
+        put_number(f, "prior_bpd", l->prior_bpd / steps), fputc('}', f);
     }
     fputc(']', f);
 }

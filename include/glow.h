@@ -186,8 +186,8 @@ typedef struct glow_level_stats {
     double min_prior_logs;     /* smallest log std of this level's prior (split or top) */
     double max_abs_z;          /* largest |z| factored out here (the top latent: last level) */
     double max_z_score;        /* largest |z - mean| / std under that prior */
-    double logdet_bits;        /* its flow steps' share of the bits/dim, -log-det / (D ln 2) */
-    double prior_bits;         /* its prior's share, -log N(z) / (D ln 2); the shares of all
+    double logdet_bpd;         /* its flow steps' share of the bits/dim, -log-det / (D ln 2) */
+    double prior_bpd;          /* its prior's share, -log N(z) / (D ln 2); the shares of all
                                   levels plus n_bits make the bits/dim (batch means) */
 } glow_level_stats;
 

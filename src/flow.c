@@ -534,8 +534,8 @@ static int flow_forward(glow_model *m, const real *x, const int *y, int batch, i
                           ws->logs, batch * lv->z_size);
         latent_put(ws->z, z, lv, batch, m->dim);
         if (i < m->n_levels - 1) squeeze_forward(ws->cur, ws->z1, batch, lv->h, lv->w, half);
-        st->logdet_bits = (batch_sum(ws->logdet, batch) - logdet0) * to_bits;
-        st->prior_bits = (batch_sum(ws->logp, batch) - logp0) * to_bits;
+        st->logdet_bpd = (batch_sum(ws->logdet, batch) - logdet0) * to_bits;
+        st->prior_bpd = (batch_sum(ws->logp, batch) - logp0) * to_bits;
     }
     return GLOW_OK;
 }

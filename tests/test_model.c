@@ -526,7 +526,7 @@ TEST(model_scale_collapse) {
         }
         /* The shares of the bits/dim add up to it. */
         double sum = glow_model_config(m)->n_bits;
-        for (int l = 0; l < 2; l++) sum += st.level[l].logdet_bits + st.level[l].prior_bits;
+        for (int l = 0; l < 2; l++) sum += st.level[l].logdet_bpd + st.level[l].prior_bpd;
         CHECK(fabs(sum - st.bpd) < 1e-9 * (1 + fabs(st.bpd)), "%s: level shares sum to %.12g, "
               "bits/dim %.12g", name, sum, st.bpd);
         glow_model_free(m);
