@@ -45,38 +45,25 @@ static const char *permutation_names[] = {"reverse", "shuffle", "invconv", "invc
 static const char *scale_names[] = {"sigmoid", "tanh"};
 static const char *prior_names[] = {"free", "tanh"};
 
-const char *glow_coupling_name(glow_coupling c) {
-    return (unsigned)c < 2 ? coupling_names[c] : "?";
+/* Names by code and codes by name ("?" and -1 when unknown). */
+#define NAME(names, code) name_of(names, (int)(sizeof names / sizeof names[0]), code)
+#define CODE(names, name) code_of(names, (int)(sizeof names / sizeof names[0]), name)
+static const char *name_of(const char *const *names, int n, int code) {
+    return code >= 0 && code < n ? names[code] : "?";
 }
-const char *glow_permutation_name(glow_permutation p) {
-    return (unsigned)p < 4 ? permutation_names[p] : "?";
-}
-const char *glow_affine_scale_name(glow_affine_scale s) {
-    return (unsigned)s < 2 ? scale_names[s] : "?";
-}
-int glow_affine_scale_parse(const char *name) {
-    for (int i = 0; i < 2; i++)
-        if (!strcmp(name, scale_names[i])) return i;
+static int code_of(const char *const *names, int n, const char *name) {
+    for (int i = 0; i < n; i++)
+        if (!strcmp(name, names[i])) return i;
     return -1;
 }
-const char *glow_prior_logs_name(glow_prior_logs p) {
-    return (unsigned)p < 2 ? prior_names[p] : "?";
-}
-int glow_prior_logs_parse(const char *name) {
-    for (int i = 0; i < 2; i++)
-        if (!strcmp(name, prior_names[i])) return i;
-    return -1;
-}
-int glow_coupling_parse(const char *name) {
-    for (int i = 0; i < 2; i++)
-        if (!strcmp(name, coupling_names[i])) return i;
-    return -1;
-}
-int glow_permutation_parse(const char *name) {
-    for (int i = 0; i < 4; i++)
-        if (!strcmp(name, permutation_names[i])) return i;
-    return -1;
-}
+const char *glow_coupling_name(glow_coupling c) { return NAME(coupling_names, c); }
+const char *glow_permutation_name(glow_permutation p) { return NAME(permutation_names, p); }
+const char *glow_affine_scale_name(glow_affine_scale s) { return NAME(scale_names, s); }
+const char *glow_prior_logs_name(glow_prior_logs p) { return NAME(prior_names, p); }
+int glow_coupling_parse(const char *name) { return CODE(coupling_names, name); }
+int glow_permutation_parse(const char *name) { return CODE(permutation_names, name); }
+int glow_affine_scale_parse(const char *name) { return CODE(scale_names, name); }
+int glow_prior_logs_parse(const char *name) { return CODE(prior_names, name); }
 
 int glow_config_check(const glow_config *cfg) {
     if (cfg->image_h < 1 || cfg->image_w < 1 || cfg->image_c < 1)

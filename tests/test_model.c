@@ -469,6 +469,21 @@ TEST(model_rebuild_nan_redoes_step) {
     glow_model_free(m);
 }
 
+/* Set every `stride`-th element of the named tensor, from `first` on, to v. */
+static void set_tensor(glow_model *m, const char *name, size_t first, size_t stride, glow_real v) {
+    int i = glow_model_find_tensor(m, name);
+    REQUIRE(i >= 0, "no tensor %s", name);
+    const glow_tensor_info *ti = glow_model_tensor(m, i);
+    for (size_t j = first; j < ti->size; j += stride) glow_model_params(m)[ti->offset + j] = v;
+}
+
+static size_t non_finite_grads(glow_model *m) {
+    const glow_real *g = glow_model_grads(m);
+    size_t bad = 0;
+    for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+    return bad;
+}
+
 /* The failure the bounded scale is for, built on purpose: every scale channel of a coupling
  * driven to u = -100. The paper's sigmoid scale is then ~e^-98, the step loses its input
  * (decode cannot return it, training has to redo the step) and the level's stats name the
@@ -483,17 +498,10 @@ TEST(model_scale_collapse) {
         int y[BATCH];
         glow_model *m = make_model(&t, x, y);
         REQUIRE(m, "%s", glow_last_error());
-        int i = glow_model_find_tensor(m, "level0.step0.coupling.conv3.bias");
-        REQUIRE(i >= 0, "no such tensor");
-        const glow_tensor_info *ti = glow_model_tensor(m, i);
-        glow_real *p = glow_model_params(m);
-        int w3 = glow_model_find_tensor(m, "level0.step0.coupling.conv3.weight");
-        REQUIRE(w3 >= 0, "no such tensor");
         /* u = (conv + bias) * exp(3 logs) = -100 exactly: no weight, bias -100, logs 0 */
-        memset(p + glow_model_tensor(m, w3)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, w3)->size);
-        int l3 = glow_model_find_tensor(m, "level0.step0.coupling.conv3.logs");
-        memset(p + glow_model_tensor(m, l3)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, l3)->size);
-        for (size_t j = 1; j < ti->size; j += 2) p[ti->offset + j] = -100;
+        set_tensor(m, "level0.step0.coupling.conv3.weight", 0, 1, 0);
+        set_tensor(m, "level0.step0.coupling.conv3.logs", 0, 1, 0);
+        set_tensor(m, "level0.step0.coupling.conv3.bias", 1, 2, -100);
         const char *name = sigmoid ? "sigmoid" : "tanh";
         double logp[BATCH];
         REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z, NULL));
@@ -516,9 +524,7 @@ TEST(model_scale_collapse) {
             CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "tanh: decode(encode(x)) differs by %g", err);
             CHECK(!st.recomputed && st.max_rebuild_error < 1e-5, "tanh: the rebuild drifted by %g",
                   st.max_rebuild_error);
-            const glow_real *g = glow_model_grads(m);
-            size_t bad = 0;
-            for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+            size_t bad = non_finite_grads(m);
             int finite = 1;
             for (int b = 0; b < BATCH; b++) finite &= isfinite(logp[b]) != 0;
             CHECK(finite && isfinite(st.loss) && bad == 0, "tanh: log p %s, loss %g, %zu "
@@ -548,24 +554,16 @@ TEST(model_prior_collapse) {
         int y[BATCH];
         glow_model *m = make_model(&t, x, y);
         REQUIRE(m, "%s", glow_last_error());
-        glow_real *p = glow_model_params(m);
-        const char *zeroed[] = {"level0.prior.weight", "level0.prior.logs"};
-        for (int k = 0; k < 2; k++) {
-            int i = glow_model_find_tensor(m, zeroed[k]);
-            REQUIRE(i >= 0, "no tensor %s", zeroed[k]);
-            memset(p + glow_model_tensor(m, i)->offset, 0, sizeof(glow_real) * glow_model_tensor(m, i)->size);
-        }
-        const glow_tensor_info *b = glow_model_tensor(m, glow_model_find_tensor(m, "level0.prior.bias"));
-        for (size_t j = 1; j < b->size; j += 2) p[b->offset + j] = -50; /* v = -50 */
+        set_tensor(m, "level0.prior.weight", 0, 1, 0);
+        set_tensor(m, "level0.prior.logs", 0, 1, 0);
+        set_tensor(m, "level0.prior.bias", 1, 2, -50); /* v = -50 */
         const char *name = paper ? "free" : "tanh";
         glow_step_stats st;
         REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
         double want = paper ? -50 : 3 * tanh(-50 / 3.0);
         CHECK(fabs(st.level[0].min_prior_logs - want) < 1e-5, "%s: level 0's smallest prior log "
               "std %g, expected %g", name, st.level[0].min_prior_logs, want);
-        const glow_real *g = glow_model_grads(m);
-        size_t bad = 0;
-        for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
+        size_t bad = non_finite_grads(m);
         if (paper) {
             CHECK(!(st.bpd < 1e20), "free: bits/dim %g with a prior std of e^-50", st.bpd);
             CHECK(IS_DOUBLE || bad > 0, "free: the float gradients did not overflow");
