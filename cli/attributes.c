@@ -39,7 +39,8 @@ int cmd_attributes(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const char *data = co.data, *split = co.split, *out = co.out;
     int n = co.n, batch = co.batch;
     inputs in;
@@ -84,7 +85,7 @@ int cmd_attributes(int argc, char **argv) {
     glow_real *z = malloc(sizeof(glow_real) * in.n * d);
     if (!z) return cli_error("out of memory");
     double t0 = now_seconds();
-    if (encode_images(m, in.pixels, in.labels, in.n, batch, z, NULL)) return EXIT_USER;
+    if (encode_images(ctx, m, in.pixels, in.labels, in.n, batch, z, NULL)) return EXIT_USER;
     glow_directions dirs;
     if (glow_directions_compute(&dirs, z, in.n, d, attrs, n_attrs, (const char (*)[64])names) != GLOW_OK)
         return cli_error("%s: %s", data, glow_last_error());
@@ -99,6 +100,7 @@ int cmd_attributes(int argc, char **argv) {
     free(z), free(own_attrs), free(own_names);
     free_inputs(&in);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }
 
@@ -145,7 +147,8 @@ int cmd_manipulate(int argc, char **argv) {
     if (argc - optind != 1) return cli_usage_error("expected one IMAGE (a file or an index)");
     if (!o.attribute) return cli_usage_error("--attribute NAME is required");
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const char *directions = o.directions, *attribute = o.attribute, *minus = o.minus, *out = co.out;
     const double *alphas = o.alphas;
     int n_alphas = o.n_alphas;
@@ -177,9 +180,9 @@ int cmd_manipulate(int argc, char **argv) {
         dir[i] = dirs.z[(size_t)a * d + i] - (b >= 0 ? dirs.z[(size_t)b * d + i] : 0);
     int label = in.labels[0] < 0 ? 0 : in.labels[0];
     for (int s = 0; s < n_alphas; s++) labels[s] = label;
-    if (encode_images(m, in.pixels, &label, 1, 1, z, NULL)) return EXIT_USER;
+    if (encode_images(ctx, m, in.pixels, &label, 1, 1, z, NULL)) return EXIT_USER;
     glow_latent_shift(strip, z, dir, alphas, n_alphas, d);
-    if (decode_latents(m, strip, labels, n_alphas, n_alphas, strip, NULL)) return EXIT_USER;
+    if (decode_latents(ctx, m, strip, labels, n_alphas, n_alphas, strip, NULL)) return EXIT_USER;
     glow_postprocess(px, strip, n_alphas, d, cfg->n_bits);
     if (make_dirs(out, 0) ||
         glow_grid_write(out, px, n_alphas, cfg->image_h, cfg->image_w, cfg->image_c, n_alphas, 2) != GLOW_OK)
@@ -192,5 +195,6 @@ int cmd_manipulate(int argc, char **argv) {
     free(z), free(dir), free(strip), free(px), free(labels);
     free_inputs(&in);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }

@@ -85,34 +85,35 @@ static double current_rss_mib(void) {
 /* One phase of one configuration, in this (child) process. */
 /* memory: bytes for kept activations in training (0: rebuild all; SIZE_MAX: keep all). */
 static result run_phase(const glow_config *cfg, int batch, const char *phase, int repeats,
-                        size_t memory) {
+                        size_t memory, int threads, glow_matmul matmul) {
     result r = {0};
     glow_model *m = glow_model_create(cfg);
-    if (!m) {
+    glow_ctx *ctx = glow_ctx_create(threads);
+    if (!m || !ctx || glow_ctx_set_matmul(ctx, matmul) != GLOW_OK) {
         fprintf(stderr, "glow bench: %s\n", glow_last_error());
         return r;
     }
-    glow_model_set_activation_memory(m, memory);
+    glow_ctx_set_activation_memory(ctx, memory);
     size_t d = glow_model_dim(m);
     glow_real *x = malloc(sizeof(glow_real) * batch * d), *z = malloc(sizeof(glow_real) * batch * d);
     uint8_t *px = malloc((size_t)batch * d);
     for (size_t i = 0; i < (size_t)batch * d; i++) px[i] = (uint8_t)(glow_rng_uniform(7, i) * 256);
     glow_preprocess(x, px, batch, d, 8, 1, 0);
-    glow_model_init(m, x, NULL, batch);
+    glow_model_init(ctx, m, x, NULL, batch);
     glow_optimizer opt;
     glow_optim_config oc;
     glow_optim_config_default(&oc);
     oc.warmup = 200; /* as in training, and as the PyTorch reference's benchmark does */
     glow_optimizer_init(&opt, &oc, glow_model_n_params(m), glow_model_params(m));
     /* The model's own state (weights, gradients, moments, average) made resident first, so
-     * that base -> peak is what a pass needs beyond it: activations and workspace. */
+     * that base -> peak is what a pass needs beyond it: activations and workspace. The
+     * gradients come with the context's first training step: made by a warm-up step. */
     size_t np = glow_model_n_params(m);
     /* Zero-initialised weights can still be untouched zero pages (the compiler may turn
      * malloc + memset into calloc) until the first update writes them: write them now. */
     volatile glow_real *params = glow_model_params(m);
     for (size_t i = 0; i < np; i++) params[i] = params[i];
     if (!strcmp(phase, "train")) {
-        memset(glow_model_grads(m), 0, sizeof(glow_real) * np);
         memset(opt.m, 0, sizeof(glow_real) * np);
         memset(opt.v, 0, sizeof(glow_real) * np);
     }
@@ -124,14 +125,14 @@ static result run_phase(const glow_config *cfg, int batch, const char *phase, in
         int rc;
         if (!strcmp(phase, "train")) {
             glow_step_stats st;
-            rc = glow_model_train_step(m, x, NULL, batch, &st, NULL);
-            if (rc == GLOW_OK) glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), NULL);
+            rc = glow_model_train_step(ctx, m, x, NULL, batch, &st, NULL);
+            if (rc == GLOW_OK) glow_optimizer_step(&opt, glow_model_params(m), glow_ctx_grads(ctx), NULL);
             r.recomputed += st.recomputed;
             r.kept_steps = st.kept_steps;
         } else if (!strcmp(phase, "encode")) {
-            rc = glow_model_encode(m, x, NULL, batch, z, NULL);
+            rc = glow_model_encode(ctx, m, x, NULL, batch, z, NULL);
         } else {
-            rc = glow_model_sample(m, NULL, batch, 0.7, (uint64_t)i + 1, z);
+            rc = glow_model_sample(ctx, m, NULL, batch, 0.7, (uint64_t)i + 1, z);
         }
         if (rc != GLOW_OK) {
             fprintf(stderr, "glow bench: %s\n", glow_last_error());
@@ -147,6 +148,7 @@ static result run_phase(const glow_config *cfg, int batch, const char *phase, in
     r.ok = 1;
     glow_optimizer_free(&opt);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     free(x), free(z), free(px);
     return r;
 }
@@ -177,24 +179,26 @@ typedef struct phase_job {
     int batch, repeats;
     size_t memory;
     const char *phase;
+    const glow_ctx *settings; /* threads and matmul mode */
 } phase_job;
 
 static void phase_in_child(void *ctx, void *out) {
     phase_job *j = ctx;
-    result r = run_phase(j->cfg, j->batch, j->phase, j->repeats, j->memory);
+    result r = run_phase(j->cfg, j->batch, j->phase, j->repeats, j->memory,
+                         glow_ctx_threads(j->settings), glow_ctx_matmul(j->settings));
     memcpy(out, &r, sizeof r);
 }
 
 static result run_isolated(const glow_config *cfg, int batch, const char *phase, int repeats,
-                           size_t memory) {
-    phase_job j = {cfg, batch, repeats, memory, phase};
+                           size_t memory, const glow_ctx *settings) {
+    phase_job j = {cfg, batch, repeats, memory, phase, settings};
     result r = {0};
     if (!in_child(phase_in_child, &j, &r, sizeof r)) r.ok = 0;
     return r;
 }
 
 static void peak_in_child(void *ctx, void *out) {
-    double g = glow_blas_gflops(2048);
+    double g = glow_blas_gflops(ctx, 2048);
     memcpy(out, &g, sizeof g);
 }
 
@@ -253,8 +257,9 @@ int cmd_bench(int argc, char **argv) {
     int rc = parse_command_line(argc, argv, opts, help, &co, own_option, &o);
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    glow_set_threads(co.threads);
-    if (use_matmul(co.matmul)) return EXIT_USER;
+    /* The settings only: the passes run in children, each with a context of its own. */
+    glow_ctx *settings;
+    if ((rc = open_ctx(co.threads, co.matmul, &settings))) return rc;
     const char *config_list = o.configs, *phases = o.phases;
     int repeats = o.repeats, store = o.store, sweep = o.sweep, json = o.json;
     if (store && o.activation_mib > 0)
@@ -262,23 +267,23 @@ int cmd_bench(int argc, char **argv) {
     size_t memory = store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
     char cpu[256];
     cpu_name(cpu, sizeof cpu);
-    const char *matmul = glow_get_matmul() == GLOW_MATMUL_BF16X3 ? "bf16x3" : "fp32";
-    fprintf(stderr, "glow bench: %d threads; %s; %s; matrix products %s\n", glow_get_threads(),
+    const char *matmul = glow_ctx_matmul(settings) == GLOW_MATMUL_BF16X3 ? "bf16x3" : "fp32";
+    fprintf(stderr, "glow bench: %d threads; %s; %s; matrix products %s\n", glow_ctx_threads(settings),
             glow_blas_info(), cpu, matmul);
     double peak = 0;
-    in_child(peak_in_child, NULL, &peak, sizeof peak);
+    in_child(peak_in_child, settings, &peak, sizeof peak);
     fprintf(stderr, "BLAS GEMM 2048x2048x2048: %.1f GFLOP/s (best of 7): the peak below\n", peak);
 
     if (sweep) {
         fprintf(stderr, "peak RSS of training steps for 28x28x1, L=2, width 128, batch 64; +step: above\n"
-                        "the model's own state (weights, gradients, Adam moments, average)\n");
+                        "the model's own state (weights, Adam moments, average; the gradients count in +step)\n");
         fprintf(stderr, "%-8s %-6s %12s %12s %10s\n", "mode", "K", "peak MiB", "+step MiB", "img/s");
         for (int mode = 0; mode < 2; mode++)
             for (int k = 4; k <= 32; k *= 2) {
                 glow_config cfg;
                 glow_config_default(&cfg); /* 28x28x1, L=2, width 128 */
                 cfg.depth = k;
-                result r = run_isolated(&cfg, 64, "train", 2, mode ? SIZE_MAX : 0);
+                result r = run_isolated(&cfg, 64, "train", 2, mode ? SIZE_MAX : 0, settings);
                 const char *name = mode ? "stored" : "rebuilt";
                 if (!r.ok) return cli_error("mem-sweep K=%d failed", k);
                 if (json)
@@ -290,6 +295,7 @@ int cmd_bench(int argc, char **argv) {
                         r.recomputed ? "  (steps redone from kept inputs)" : "");
                 fflush(stdout);
             }
+        glow_ctx_free(settings);
         return 0;
     }
 
@@ -308,14 +314,14 @@ int cmd_bench(int argc, char **argv) {
         for (char *s2, *ph = strtok_r(plist, ",", &s2); ph; ph = strtok_r(NULL, ",", &s2)) {
             if (strcmp(ph, "train") && strcmp(ph, "encode") && strcmp(ph, "sample"))
                 return cli_usage_error("--phases '%s': expected train, encode or sample", ph);
-            result r = run_isolated(&cfg, b->batch, ph, repeats, memory);
+            result r = run_isolated(&cfg, b->batch, ph, repeats, memory, settings);
             if (!r.ok) return cli_error("%s %s failed", b->name, ph);
             if (json)
                 printf("{\"config\":\"%s\",\"phase\":\"%s\",\"batch\":%d,\"img_per_s\":%.3f,"
                        "\"gflops\":%.2f,\"blas_peak_gflops\":%.1f,\"peak_rss_mib\":%.1f,\"threads\":%d,"
                        "\"store_activations\":%d,\"activation_memory_mib\":%g,\"kept_steps\":%d,"
                        "\"recomputed\":%d,\"matmul\":\"%s\"}\n", b->name, ph, b->batch, r.img_per_s,
-                       r.gflops, peak, r.peak_rss_mib, glow_get_threads(), store, o.activation_mib,
+                       r.gflops, peak, r.peak_rss_mib, glow_ctx_threads(settings), store, o.activation_mib,
                        r.kept_steps, r.recomputed, matmul);
             fprintf(stderr, "%-12s %-7s %10.2f %10.1f %7.0f%% %10.0f", b->name, ph, r.img_per_s,
                     r.gflops, 100 * r.gflops / peak, r.peak_rss_mib);
@@ -326,5 +332,6 @@ int cmd_bench(int argc, char **argv) {
             fflush(stdout);
         }
     }
+    glow_ctx_free(settings);
     return 0;
 }

@@ -48,12 +48,12 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
                        common_opts *common, own_option_fn own, void *ctx);
 /* --matmul's value: 0 if fp32 or bf16x3, else the exit status of the usage error printed. */
 int check_matmul_option(const char *arg);
-/* Set the networks' matrix products from --matmul's value (NULL: fp32). Returns 0, or the
- * exit status of the error it printed (bf16x3 where the CPU has no AMX). */
-int use_matmul(const char *matmul);
-/* Threads, matrix products, then the model of --checkpoint (its Polyak average unless
- * --raw). Returns 0, or the exit status of the error it printed. */
-int open_model(const common_opts *common, glow_model **m);
+/* A compute context with --threads and --matmul (NULL: fp32). Returns 0, or the exit
+ * status of the error it printed (bf16x3 where the CPU has no AMX). */
+int open_ctx(int threads, const char *matmul, glow_ctx **ctx);
+/* The context, then the model of --checkpoint (its Polyak average unless --raw). Returns
+ * 0, or the exit status of the error it printed. */
+int open_model(const common_opts *common, glow_model **m, glow_ctx **ctx);
 
 /* A training curve: rows of (step, train bits/dim, test bits/dim) as metrics.jsonl has them,
  * NaN where a line has no such value. */
@@ -87,9 +87,6 @@ double peak_rss_mib(void);
 int load_data(glow_dataset *ds, const char *path, const char *split, int image_size);
 int check_data_fits(const glow_dataset *ds, const glow_config *cfg, const char *path);
 
-/* Encode/decode helpers over many images in batches (log p, latents). */
-int cli_log_prob(glow_model *m, const glow_dataset *ds, int count, int batch, uint64_t seed,
-                 double *bpd);
 
 /* Write a grid of model outputs x (n, D) as a PNG. */
 int write_sample_grid(const char *path, const glow_real *x, int n, const glow_config *cfg,
@@ -112,11 +109,11 @@ typedef struct inputs {
 int load_inputs(inputs *in, char **args, int nargs, const char *data, const char *split,
                 int count, const glow_config *cfg);
 void free_inputs(inputs *in);
-/* Encode images from the centre of their bins / decode latents, in batches. */
-int encode_images(glow_model *m, const uint8_t *pixels, const int *labels, int n, int batch,
-                  glow_real *z, double *logdet);
-int decode_latents(glow_model *m, const glow_real *z, const int *labels, int n, int batch,
-                   glow_real *x, double *logdet);
+/* glow_encode_images and glow_decode_latents, with the error printed: 0 or EXIT_USER. */
+int encode_images(glow_ctx *ctx, const glow_model *m, const uint8_t *pixels, const int *labels,
+                  int n, int batch, glow_real *z, double *logdet);
+int decode_latents(glow_ctx *ctx, const glow_model *m, const glow_real *z, const int *labels,
+                   int n, int batch, glow_real *x, double *logdet);
 
 int cmd_train(int argc, char **argv);
 int cmd_encode(int argc, char **argv);

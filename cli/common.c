@@ -136,15 +136,17 @@ int check_matmul_option(const char *arg) {
     return cli_usage_error("--matmul '%s': expected fp32 or bf16x3", arg);
 }
 
-int use_matmul(const char *matmul) {
+int open_ctx(int threads, const char *matmul, glow_ctx **ctx) {
+    if (!(*ctx = glow_ctx_create(threads))) return cli_error("%s", glow_last_error());
     glow_matmul m = matmul && !strcmp(matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
-    return glow_set_matmul(m) == GLOW_OK ? 0 : cli_error("--matmul %s: %s", matmul, glow_last_error());
+    if (glow_ctx_set_matmul(*ctx, m) == GLOW_OK) return 0;
+    return cli_error("--matmul %s: %s", matmul, glow_ctx_error(*ctx));
 }
 
-int open_model(const common_opts *co, glow_model **m) {
+int open_model(const common_opts *co, glow_model **m, glow_ctx **ctx) {
     if (!co->checkpoint) return cli_usage_error("--checkpoint FILE is required");
-    glow_set_threads(co->threads);
-    if (use_matmul(co->matmul)) return EXIT_USER;
+    int rc = open_ctx(co->threads, co->matmul, ctx);
+    if (rc) return rc;
     *m = glow_checkpoint_load(co->checkpoint, !co->raw, NULL, NULL);
     return *m ? 0 : cli_error("%s", glow_last_error());
 }
@@ -166,29 +168,6 @@ int check_data_fits(const glow_dataset *ds, const glow_config *cfg, const char *
             if (ds->labels[i] < 0 || ds->labels[i] >= cfg->n_classes)
                 return cli_error("%s: label %d of image %d is outside the model's %d classes",
                                  path, ds->labels[i], i, cfg->n_classes);
-    return 0;
-}
-
-int cli_log_prob(glow_model *m, const glow_dataset *ds, int count, int batch, uint64_t seed,
-                 double *bpd) {
-    const glow_config *cfg = glow_model_config(m);
-    size_t d = glow_model_dim(m);
-    int conditional = cfg->ycond || cfg->weight_y > 0;
-    glow_real *x = malloc(sizeof(glow_real) * batch * d);
-    if (!x) return cli_error("out of memory");
-    for (int start = 0; start < count; start += batch) {
-        int n = count - start < batch ? count - start : batch;
-        /* The noise of image i depends only on (seed, i): the same for any batch size. */
-        for (int b = 0; b < n; b++)
-            glow_preprocess(x + b * d, ds->pixels + (size_t)(start + b) * d, 1, d, cfg->n_bits,
-                            seed, (uint64_t)(start + b));
-        if (glow_model_log_prob(m, x, conditional ? ds->labels + start : NULL, n, NULL,
-                                bpd + start) != GLOW_OK) {
-            free(x);
-            return cli_error("%s", glow_last_error());
-        }
-    }
-    free(x);
     return 0;
 }
 

@@ -49,7 +49,8 @@ int cmd_eval(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     glow_dataset ds;
     if (load_data(&ds, co.data, co.split, o.image_size)) return EXIT_USER;
     if (check_data_fits(&ds, glow_model_config(m), co.data)) return EXIT_USER;
@@ -57,7 +58,8 @@ int cmd_eval(int argc, char **argv) {
     if (count == 0) return cli_error("%s: no images in the %s split", co.data, co.split);
     double *bpd = malloc(sizeof(double) * count), t0 = now_seconds();
     if (!bpd) return cli_error("out of memory");
-    if (cli_log_prob(m, &ds, count, co.batch, (uint64_t)o.seed, bpd)) return EXIT_USER;
+    if (glow_evaluate(ctx, m, &ds, count, co.batch, (uint64_t)o.seed, bpd) != GLOW_OK)
+        return cli_error("%s", glow_last_error());
     double mean = 0, var = 0;
     for (int i = 0; i < count; i++) mean += bpd[i] / count;
     for (int i = 0; i < count; i++) var += (bpd[i] - mean) * (bpd[i] - mean);
@@ -73,5 +75,6 @@ int cmd_eval(int argc, char **argv) {
     free(bpd);
     glow_dataset_free(&ds);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }

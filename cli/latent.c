@@ -84,39 +84,16 @@ void free_inputs(inputs *in) {
     memset(in, 0, sizeof *in);
 }
 
-/* Latents of n images, encoded in batches from the centre of each bin. */
-int encode_images(glow_model *m, const uint8_t *pixels, const int *labels, int n, int batch,
-                  glow_real *z, double *logdet) {
-    const glow_config *cfg = glow_model_config(m);
-    size_t d = glow_model_dim(m);
-    int conditional = cfg->ycond || cfg->weight_y > 0;
-    glow_real *x = malloc(sizeof(glow_real) * batch * d);
-    if (!x) return cli_error("out of memory");
-    for (int s = 0; s < n; s += batch) {
-        int k = n - s < batch ? n - s : batch;
-        glow_preprocess_center(x, pixels + (size_t)s * d, k, d, cfg->n_bits);
-        if (glow_model_encode(m, x, conditional ? labels + s : NULL, k, z + (size_t)s * d,
-                              logdet ? logdet + s : NULL) != GLOW_OK) {
-            free(x);
-            return cli_error("%s", glow_last_error());
-        }
-    }
-    free(x);
-    return 0;
+int encode_images(glow_ctx *ctx, const glow_model *m, const uint8_t *pixels, const int *labels,
+                  int n, int batch, glow_real *z, double *logdet) {
+    if (glow_encode_images(ctx, m, pixels, labels, n, batch, z, logdet) == GLOW_OK) return 0;
+    return cli_error("%s", glow_last_error());
 }
 
-int decode_latents(glow_model *m, const glow_real *z, const int *labels, int n, int batch,
-                   glow_real *x, double *logdet) {
-    const glow_config *cfg = glow_model_config(m);
-    size_t d = glow_model_dim(m);
-    int conditional = cfg->ycond || cfg->weight_y > 0;
-    for (int s = 0; s < n; s += batch) {
-        int k = n - s < batch ? n - s : batch;
-        if (glow_model_decode(m, z + (size_t)s * d, conditional && labels ? labels + s : NULL, k,
-                              x + (size_t)s * d, logdet ? logdet + s : NULL) != GLOW_OK)
-            return cli_error("%s", glow_last_error());
-    }
-    return 0;
+int decode_latents(glow_ctx *ctx, const glow_model *m, const glow_real *z, const int *labels,
+                   int n, int batch, glow_real *x, double *logdet) {
+    if (glow_decode_latents(ctx, m, z, labels, n, batch, x, logdet) == GLOW_OK) return 0;
+    return cli_error("%s", glow_last_error());
 }
 
 /* "z.npy" -> "z_labels.npy" / "z.json" */
@@ -149,7 +126,8 @@ int cmd_encode(int argc, char **argv) {
     int rc = parse_command_line(argc, argv, opts, help, &co, NULL, NULL);
     if (rc) return rc < 0 ? 0 : rc;
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const char *checkpoint = co.checkpoint, *out = co.out;
     int batch = co.batch, raw = co.raw;
     inputs in;
@@ -161,7 +139,7 @@ int cmd_encode(int argc, char **argv) {
     int *labels = malloc(sizeof(int) * (in.n ? in.n : 1)); /* unknown labels: class 0 */
     if (!labels) return cli_error("out of memory");
     for (int i = 0; i < in.n; i++) labels[i] = in.labels[i] < 0 ? 0 : in.labels[i];
-    if (encode_images(m, in.pixels, labels, in.n, batch, z, NULL)) return EXIT_USER;
+    if (encode_images(ctx, m, in.pixels, labels, in.n, batch, z, NULL)) return EXIT_USER;
     free(labels);
     if (make_dirs(out, 0)) return EXIT_USER;
     if (glow_npy_write(out, z, in.n, d) != GLOW_OK) return cli_error("%s", glow_last_error());
@@ -183,6 +161,7 @@ int cmd_encode(int argc, char **argv) {
     free(z);
     free_inputs(&in);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }
 
@@ -250,7 +229,8 @@ int cmd_decode(int argc, char **argv) {
     if (!o.latents) return cli_usage_error("--latents Z.npy is required");
     if (!co.out == !o.grid) return cli_usage_error("give --out DIR or --grid FILE");
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const char *latents = o.latents, *out = co.out, *grid = o.grid;
     int batch = co.batch;
     const glow_config *cfg = glow_model_config(m);
@@ -262,7 +242,7 @@ int cmd_decode(int argc, char **argv) {
     uint8_t *px = malloc((size_t)(n ? n : 1) * d);
     if (!x || !px) return cli_error("out of memory");
     /* Decoding given latents does not use the label: only the priors do. */
-    if (decode_latents(m, z, NULL, n, batch, x, NULL)) return EXIT_USER;
+    if (decode_latents(ctx, m, z, NULL, n, batch, x, NULL)) return EXIT_USER;
     glow_postprocess(px, x, n, d, cfg->n_bits);
     if (grid) {
         if (make_dirs(grid, 0)) return EXIT_USER;
@@ -282,6 +262,7 @@ int cmd_decode(int argc, char **argv) {
     }
     free(z), free(x), free(px);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }
 
@@ -312,7 +293,8 @@ int cmd_interpolate(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (argc - optind != 2) return cli_usage_error("expected two images A B (files or indices)");
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const char *out = co.out;
     const glow_config *cfg = glow_model_config(m);
     inputs in;
@@ -323,10 +305,10 @@ int cmd_interpolate(int argc, char **argv) {
     int *labels = calloc(steps, sizeof(int));
     if (!z || !line || !px || !labels) return cli_error("out of memory");
     for (int i = 0; i < 2; i++) in.labels[i] = in.labels[i] < 0 ? 0 : in.labels[i];
-    if (encode_images(m, in.pixels, in.labels, 2, 2, z, NULL)) return EXIT_USER;
+    if (encode_images(ctx, m, in.pixels, in.labels, 2, 2, z, NULL)) return EXIT_USER;
     glow_latent_lerp(line, z, z + d, d, steps);
     for (int s = 0; s < steps; s++) labels[s] = in.labels[s * 2 < steps ? 0 : 1];
-    if (decode_latents(m, line, labels, steps, steps, line, NULL)) return EXIT_USER;
+    if (decode_latents(ctx, m, line, labels, steps, steps, line, NULL)) return EXIT_USER;
     glow_postprocess(px, line, steps, d, cfg->n_bits);
     if (make_dirs(out, 0) ||
         glow_grid_write(out, px, steps, cfg->image_h, cfg->image_w, cfg->image_c, steps, 2) != GLOW_OK)
@@ -335,6 +317,7 @@ int cmd_interpolate(int argc, char **argv) {
     free(z), free(line), free(px), free(labels);
     free_inputs(&in);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }
 
@@ -362,7 +345,8 @@ int cmd_check(int argc, char **argv) {
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     int batch = co.batch;
     const glow_config *cfg = glow_model_config(m);
     inputs in;
@@ -380,8 +364,8 @@ int cmd_check(int argc, char **argv) {
         int k = in.n - s < chunk ? in.n - s : chunk;
         const uint8_t *orig = in.pixels + (size_t)s * d;
         glow_preprocess_center(x, orig, k, d, cfg->n_bits);
-        if (encode_images(m, orig, in.labels + s, k, k, z, ld_f) ||
-            decode_latents(m, z, in.labels + s, k, k, x2, ld_i))
+        if (encode_images(ctx, m, orig, in.labels + s, k, k, z, ld_f) ||
+            decode_latents(ctx, m, z, in.labels + s, k, k, x2, ld_i))
             return EXIT_USER;
         glow_postprocess(px, x2, k, d, cfg->n_bits);
         for (int b = 0; b < k; b++) {
@@ -406,5 +390,6 @@ int cmd_check(int argc, char **argv) {
     free(x), free(z), free(x2), free(ld_f), free(ld_i), free(px);
     free_inputs(&in);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return bad_images ? EXIT_USER : 0;
 }

@@ -49,7 +49,8 @@ int cmd_sample(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     if (co.n > 4096) return cli_usage_error("--n %d: at most 4096", co.n);
     glow_model *m;
-    if ((rc = open_model(&co, &m))) return rc;
+    glow_ctx *ctx;
+    if ((rc = open_model(&co, &m, &ctx))) return rc;
     const glow_config *cfg = glow_model_config(m);
     if ((cfg->ycond || cfg->weight_y > 0) && o.label >= cfg->n_classes)
         return cli_error("--label %d: the model has %d classes", o.label, cfg->n_classes);
@@ -60,7 +61,7 @@ int cmd_sample(int argc, char **argv) {
     if (!x || !labels) return cli_error("out of memory");
     for (int i = 0; i < n; i++) labels[i] = o.label;
     for (int t = 0; t < o.n_temps; t++)
-        if (glow_model_sample(m, labels, n, o.temps[t], (uint64_t)o.seed, x + (size_t)t * n * d) != GLOW_OK)
+        if (glow_model_sample(ctx, m, labels, n, o.temps[t], (uint64_t)o.seed, x + (size_t)t * n * d) != GLOW_OK)
             return cli_error("%s", glow_last_error());
     int cols = o.n_temps == 1 ? (int)ceil(sqrt(n)) : n;
     if (make_dirs(co.out, 0) || write_sample_grid(co.out, x, n * o.n_temps, cfg, cols)) return EXIT_USER;
@@ -69,5 +70,6 @@ int cmd_sample(int argc, char **argv) {
     printf("\n");
     free(x), free(labels);
     glow_model_free(m);
+    glow_ctx_free(ctx);
     return 0;
 }

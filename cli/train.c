@@ -1,12 +1,9 @@
 /* train.c: `glow train`: maximise the exact log-likelihood on a data set, with
  * data-dependent init, Adam/Adamax, warm-up, a Polyak average, periodic test bits/dim and
  * sample grids, a live progress line, JSONL metrics, a training-curve plot, and atomic
- * checkpoints that let a run continue exactly where it stopped.
- *
- * Exact resumption: the data order of epoch e is a permutation drawn from (seed, e), the
- * dequantisation noise of step s is drawn from (seed, s), and the checkpoint holds the
- * weights, the optimizer's moments and average, and the counters. So a run stopped at step
- * N and resumed reaches the same weights at step M as one that never stopped. */
+ * checkpoints that let a run continue exactly where it stopped. The library's trainer
+ * (glow.h) does the training; this file turns options into its options and its events
+ * into the progress line, metrics.jsonl, curve.png and samples/. */
 #include <math.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -237,26 +234,7 @@ static int check_resume_options(const train_opts *o, const glow_config *ck) {
     return 0;
 }
 
-/* ---- per-level extremes over a log interval ---------------------------------------------- */
-
-/* Fold one step's level stats into the interval's: extremes of the extremes, sums of the
- * terms (divided by the step count when written). A NaN, once in, stays. */
-static void fold_min(double *v, double x) { if (!isnan(*v) && !(x >= *v)) *v = x; }
-static void fold_max(double *v, double x) { if (!isnan(*v) && !(x <= *v)) *v = x; }
-static void fold_levels(glow_level_stats *iv, const glow_level_stats *st, int levels, int first) {
-    for (int i = 0; i < levels; i++) {
-        if (first) { iv[i] = st[i]; continue; }
-        fold_min(&iv[i].min_coupling_logs, st[i].min_coupling_logs);
-        fold_max(&iv[i].max_coupling_shift, st[i].max_coupling_shift);
-        fold_min(&iv[i].min_actnorm_logs, st[i].min_actnorm_logs);
-        fold_min(&iv[i].min_invconv_logs, st[i].min_invconv_logs);
-        fold_min(&iv[i].min_prior_logs, st[i].min_prior_logs);
-        fold_max(&iv[i].max_abs_z, st[i].max_abs_z);
-        fold_max(&iv[i].max_z_score, st[i].max_z_score);
-        iv[i].logdet_bpd += st[i].logdet_bpd;
-        iv[i].prior_bpd += st[i].prior_bpd;
-    }
-}
+/* ---- metrics.jsonl -------------------------------------------------------------------- */
 
 /* JSON numbers: a NaN or an infinity is written as null. */
 static void put_number(FILE *f, const char *key, double v) {
@@ -264,7 +242,7 @@ static void put_number(FILE *f, const char *key, double v) {
     else fprintf(f, "\"%s\":null", key);
 }
 
-static void write_levels(FILE *f, const glow_level_stats *iv, int levels, int steps) {
+static void write_levels(FILE *f, const glow_level_stats *iv, int levels) {
     fputs(",\"levels\":[", f);
     for (int i = 0; i < levels; i++) {
         const glow_level_stats *l = &iv[i];
@@ -276,8 +254,8 @@ static void write_levels(FILE *f, const glow_level_stats *iv, int levels, int st
         put_number(f, "min_prior_logs", l->min_prior_logs), fputc(',', f);
         put_number(f, "max_abs_z", l->max_abs_z), fputc(',', f);
         put_number(f, "max_z_score", l->max_z_score), fputc(',', f);
-        put_number(f, "logdet_bpd", l->logdet_bpd / steps), fputc(',', f);
-        put_number(f, "prior_bpd", l->prior_bpd / steps), fputc('}', f);
+        put_number(f, "logdet_bpd", l->logdet_bpd), fputc(',', f);
+        put_number(f, "prior_bpd", l->prior_bpd), fputc('}', f);
     }
     fputc(']', f);
 }
@@ -292,131 +270,168 @@ static void curve_write(const curve *c, const char *path) {
         fprintf(stderr, "\nglow train: warning: %s\n", glow_last_error());
 }
 
-/* ---- weights: the Polyak average is swapped in for evaluation and samples ------------ */
-
-static void swap_average(glow_model *m, glow_optimizer *opt) {
-    glow_real *p = glow_model_params(m);
-    for (size_t i = 0; i < opt->n; i++) {
-        glow_real t = p[i];
-        p[i] = opt->avg[i];
-        opt->avg[i] = t;
-    }
-}
-
-static int save(const train_opts *o, glow_model *m, glow_optimizer *opt, const glow_train_state *st) {
-    if (glow_checkpoint_save(o->checkpoint, m, opt, st) != GLOW_OK)
-        return cli_error("%s", glow_last_error());
-    return 0;
-}
-
-static double mean_of(const double *v, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++) s += v[i];
-    return s / n;
-}
-
 /* A bits/dim figure for the progress lines; "-" before the first evaluation. */
 static void format_bpd(char *buf, size_t size, double bpd) {
     if (isnan(bpd)) snprintf(buf, size, "-");
     else snprintf(buf, size, "%.3f", bpd);
 }
 
+/* ---- the trainer's events -------------------------------------------------------------- */
+
+typedef struct run {
+    const train_opts *o;
+    const glow_config *cfg;
+    FILE *metrics;
+    curve cv;
+    char curve_path[4200], samples_dir[4200];
+    int tty, told_kept;
+    double last_test;
+    char failure[600]; /* an output that could not be written: the run stops */
+} run;
+
+static void on_log(run *r, const glow_train_event *e) {
+    const train_opts *o = r->o;
+    if (!r->told_kept && o->activation_mib > 0)
+        fprintf(stderr, "activations of %d of the %d flow steps kept in %g MiB; the others "
+                "are rebuilt\n", e->kept_steps, r->cfg->levels * r->cfg->depth, o->activation_mib);
+    r->told_kept = 1;
+    double eta = (e->total - e->step) * e->step_seconds;
+    if (o->minutes > 0) eta = fmin(eta, o->minutes * 60 - e->seconds);
+    char eta_s[32], test_s[32], redone_s[32] = "";
+    format_duration(eta_s, sizeof eta_s, eta);
+    format_bpd(test_s, sizeof test_s, r->last_test);
+    /* Steps redone for drift (glow.h) count in the line; the details go to metrics. */
+    if (e->redone_total) snprintf(redone_s, sizeof redone_s, "  redone %lld", (long long)e->redone_total);
+    fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %s  "
+            "lr %.2g%s  ETA %s%s", r->tty ? "\r" : "", (long long)e->step, (long long)e->total,
+            e->epoch, e->img_per_s, e->train_bpd, test_s, e->lr, redone_s, eta_s,
+            r->tty ? "   " : "\n");
+    fprintf(r->metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,"
+            "\"max_step_bpd\":%.5g,\"lr\":%.6g,\"img_per_s\":%.2f,\"grad_norm\":%.4g,"
+            "\"skipped\":%lld,\"redone\":%d,\"time_s\":%.1f,", (long long)e->step, e->epoch,
+            e->train_bpd, e->max_step_bpd, e->lr, e->img_per_s, e->grad_norm,
+            (long long)e->skipped, e->redone, e->seconds);
+    put_number(r->metrics, "max_rebuild_error", e->max_rebuild_error);
+    write_levels(r->metrics, e->level, r->cfg->levels);
+    fputs("}\n", r->metrics);
+    fflush(r->metrics);
+    curve_add(&r->cv, e->step, e->train_bpd, NAN);
+}
+
+static void on_event(const glow_train_event *e, void *user) {
+    run *r = user;
+    switch (e->kind) {
+    case GLOW_EVENT_LOG: on_log(r, e); break;
+    case GLOW_EVENT_SKIP:
+        fprintf(stderr, "%sglow train: step %lld skipped: %s (%lld skipped so far)\n",
+                r->tty ? "\n" : "", (long long)e->step + 1, e->message, (long long)e->skipped);
+        break;
+    case GLOW_EVENT_EVAL:
+        r->last_test = e->test_bpd;
+        fprintf(r->metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
+                (long long)e->step, e->test_bpd, e->test_n);
+        fflush(r->metrics);
+        curve_add(&r->cv, e->step, NAN, e->test_bpd);
+        curve_write(&r->cv, r->curve_path);
+        break;
+    case GLOW_EVENT_SAMPLE: {
+        char path[4400];
+        snprintf(path, sizeof path, "%s/step%07lld.png", r->samples_dir, (long long)e->step);
+        if (glow_grid_write(path, e->samples, e->n_samples, r->cfg->image_h, r->cfg->image_w,
+                            r->cfg->image_c, 8, 2) != GLOW_OK)
+            snprintf(r->failure, sizeof r->failure, "%s", glow_last_error());
+        break;
+    }
+    case GLOW_EVENT_SAVE: break;
+    }
+}
+
+/* The trainer for a fresh run or a resumed one, checked against the options. */
+static glow_trainer *start(const train_opts *o, const glow_dataset *train,
+                           const glow_dataset *test, glow_train_options *to) {
+    glow_trainer *t;
+    if (o->resume) {
+        to->batch = o->given[O_BATCH] ? o->batch : 0;
+        if (!(t = glow_trainer_resume(o->checkpoint, train, test, to))) {
+            cli_error("%s", glow_last_error());
+            return NULL;
+        }
+        glow_optimizer *opt = glow_trainer_optimizer(t);
+        const glow_config *ck = glow_model_config(glow_trainer_model(t));
+        const char *why = NULL;
+        if (o->given[O_OPTIMIZER] && o->oc.kind != opt->cfg.kind) why = "another --optimizer";
+        if (why || (o->given[O_SEED] && o->cfg.seed != ck->seed) || check_resume_options(o, ck)) {
+            if (why) cli_error("%s was trained with %s", o->checkpoint, why);
+            else if (o->given[O_SEED] && o->cfg.seed != ck->seed)
+                cli_error("%s was trained with --seed %llu", o->checkpoint, (unsigned long long)ck->seed);
+            glow_trainer_free(t);
+            return NULL;
+        }
+        if (o->given[O_LR]) opt->cfg.lr = o->oc.lr;
+        if (o->given[O_WARMUP]) opt->cfg.warmup = o->oc.warmup;
+        if (o->given[O_GRAD_CLIP]) opt->cfg.grad_clip = o->oc.grad_clip;
+        if (o->given[O_POLYAK]) opt->cfg.polyak = o->oc.polyak;
+        return t;
+    }
+    if ((o->cfg.ycond || o->cfg.weight_y > 0) && !train->labels) {
+        cli_error("%s: --ycond and --weight-y need labels", o->data);
+        return NULL;
+    }
+    if (o->batch > train->n) {
+        cli_error("%s: %d images, fewer than one batch of %d", o->data, train->n, o->batch);
+        return NULL;
+    }
+    if (!(t = glow_trainer_create(&o->cfg, train, test, to))) cli_error("%s", glow_last_error());
+    return t;
+}
+
 int cmd_train(int argc, char **argv) {
     train_opts o;
     int rc = parse_options(&o, argc, argv);
     if (rc) return rc;
-    glow_set_threads(o.threads);
-    if (use_matmul(o.matmul)) return EXIT_USER;
-
+    if (o.matmul && !strcmp(o.matmul, "bf16x3")) { /* refused early, with the CLI's words */
+        glow_ctx *probe;
+        if ((rc = open_ctx(o.threads, o.matmul, &probe))) return rc;
+        glow_ctx_free(probe);
+    }
     glow_dataset train = {0}, test = {0};
     if (load_data(&train, o.data, "train", o.image_size)) return EXIT_USER;
     /* An image folder or a single IDX file has one split: evaluate on it. A folder of IDX or
      * CIFAR-10 files has a test split, which must then load. */
     struct stat sb;
     int one_split = train.names != NULL || (stat(o.data, &sb) == 0 && S_ISREG(sb.st_mode));
-    int have_test = !one_split;
-    if (have_test && load_data(&test, o.data, "test", o.image_size)) return EXIT_USER;
-    if (!have_test) test = train;
-
-    glow_model *m = NULL;
-    glow_optimizer opt = {0};
-    glow_train_state st = {0};
-    if (o.resume) {
-        m = glow_checkpoint_load(o.checkpoint, 0, &opt, &st);
-        if (!m) return cli_error("%s", glow_last_error());
-        if (!opt.m || st.batch < 1 || st.step < 0 || st.epoch < 0 || st.batch_in_epoch < 0)
-            return cli_error("%s has no usable training state: it cannot be resumed", o.checkpoint);
-        if (o.given[O_OPTIMIZER] && o.oc.kind != opt.cfg.kind)
-            return cli_error("%s was trained with another --optimizer", o.checkpoint);
-        if (o.given[O_SEED] && o.cfg.seed != glow_model_config(m)->seed)
-            return cli_error("%s was trained with --seed %llu", o.checkpoint,
-                             (unsigned long long)glow_model_config(m)->seed);
-        if (check_resume_options(&o, glow_model_config(m))) return EXIT_USER;
-        if (o.given[O_BATCH] && o.batch != st.batch)
-            return cli_error("%s was trained with --batch %d: an exact resume needs the same",
-                             o.checkpoint, st.batch);
-        o.batch = st.batch;
-        if (o.given[O_LR]) opt.cfg.lr = o.oc.lr;
-        if (o.given[O_WARMUP]) opt.cfg.warmup = o.oc.warmup;
-        if (o.given[O_GRAD_CLIP]) opt.cfg.grad_clip = o.oc.grad_clip;
-        if (o.given[O_POLYAK]) opt.cfg.polyak = o.oc.polyak;
-    } else {
-        if (access(o.checkpoint, F_OK) == 0)
-            return cli_error("%s exists: continue it with --resume, or choose another "
-                             "--checkpoint (a checkpoint is never overwritten)", o.checkpoint);
-        o.cfg.image_h = train.h, o.cfg.image_w = train.w, o.cfg.image_c = train.c;
-        if (o.cfg.ycond || o.cfg.weight_y > 0) {
-            if (!train.labels) return cli_error("%s: --ycond and --weight-y need labels", o.data);
-            o.cfg.n_classes = train.n_classes;
-        }
-        m = glow_model_create(&o.cfg);
-        if (!m) return cli_error("%s", glow_last_error());
-    }
-    const glow_config *cfg = glow_model_config(m);
-    if (check_data_fits(&train, cfg, o.data) || (have_test && check_data_fits(&test, cfg, o.data)))
-        return EXIT_USER;
-    if (o.batch > train.n)
-        return cli_error("%s: %d images, fewer than one batch of %d", o.data, train.n, o.batch);
-    glow_model_set_activation_memory(m, o.store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576));
+    if (!one_split && load_data(&test, o.data, "test", o.image_size)) return EXIT_USER;
     if (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0)) return EXIT_USER;
-    char metrics_path[4200], curve_path[4200], samples_dir[4200], path[4400];
+
+    run r = {.o = &o, .tty = isatty(2), .last_test = NAN};
+    snprintf(r.curve_path, sizeof r.curve_path, "%s/curve.png", o.out);
+    snprintf(r.samples_dir, sizeof r.samples_dir, "%s/samples", o.out);
+    char metrics_path[4200];
     snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);
-    snprintf(curve_path, sizeof curve_path, "%s/curve.png", o.out);
-    snprintf(samples_dir, sizeof samples_dir, "%s/samples", o.out);
-    if (make_dirs(samples_dir, 1)) return EXIT_USER;
+    if (make_dirs(r.samples_dir, 1)) return EXIT_USER;
 
-    size_t d = glow_model_dim(m);
-    int conditional = cfg->ycond || cfg->weight_y > 0;
-    uint8_t *px = malloc((size_t)(o.batch > o.init_batch ? o.batch : o.init_batch) * d);
-    int *labels = malloc(sizeof(int) * (o.batch > o.init_batch ? o.batch : o.init_batch));
-    glow_real *x = malloc(sizeof(glow_real) * (o.batch > o.init_batch ? o.batch : o.init_batch) * d);
-    int *order = malloc(sizeof(int) * train.n);
-    int eval_n = o.eval_n < test.n ? o.eval_n : test.n;
-    double *bpd = malloc(sizeof(double) * test.n);
-    glow_real *samples = malloc(sizeof(glow_real) * 64 * d);
-    if (!px || !labels || !x || !order || !bpd || !samples) return cli_error("out of memory");
-
-    if (!o.resume) {
-        /* Data-dependent init on the first images of epoch 0's order. */
-        st.data_seed = cfg->seed;
-        st.batch = o.batch;
-        int n_init = o.init_batch < train.n ? o.init_batch : train.n;
-        glow_dataset_shuffle_order(order, train.n, st.data_seed, 0);
-        glow_dataset_gather(px, labels, &train, order, n_init);
-        glow_preprocess(x, px, n_init, d, cfg->n_bits, st.data_seed, UINT64_MAX);
-        if (glow_model_init(m, x, conditional ? labels : NULL, n_init) != GLOW_OK)
-            return cli_error("%s", glow_last_error());
-        if (glow_optimizer_init(&opt, &o.oc, glow_model_n_params(m), glow_model_params(m)) != GLOW_OK)
-            return cli_error("%s", glow_last_error());
-        if (save(&o, m, &opt, &st)) return EXIT_USER;
-        remove(metrics_path);
-    }
-    long long total = o.given[O_EPOCHS] ? (long long)ceil(o.epochs * (train.n / o.batch)) : o.steps;
-    int batches_per_epoch = train.n / o.batch; /* the last partial batch is dropped */
-    FILE *metrics = fopen(metrics_path, "a");
-    if (!metrics) return cli_error("%s: cannot open for writing", metrics_path);
-    curve cv = {0};
-    if (o.resume) curve_load(&cv, metrics_path, st.step, NULL);
+    glow_train_options to;
+    glow_train_options_default(&to);
+    to.batch = o.batch, to.init_batch = o.init_batch, to.optim = o.oc, to.max_skips = o.max_skips;
+    to.steps = o.steps, to.log_every = o.log_every, to.eval_every = o.eval_every;
+    to.eval_n = o.eval_n, to.sample_every = o.sample_every, to.checkpoint = o.checkpoint;
+    to.save_every = o.save_every, to.save_seconds = o.save_minutes * 60, to.threads = o.threads;
+    to.matmul = o.matmul && !strcmp(o.matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
+    to.activation_memory = o.store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
+    to.callback = on_event, to.user = &r;
+    if (o.given[O_EPOCHS]) to.steps = (long long)ceil(o.epochs * (train.n / o.batch));
+    if (!o.resume && access(o.checkpoint, F_OK) == 0)
+        return cli_error("%s exists: continue it with --resume, or choose another --checkpoint "
+                         "(a checkpoint is never overwritten)", o.checkpoint);
+    if (!o.resume) remove(metrics_path); /* a new run's */
+    glow_trainer *t = start(&o, &train, one_split ? NULL : &test, &to);
+    if (!t) return EXIT_USER;
+    const glow_config *cfg = r.cfg = glow_model_config(glow_trainer_model(t));
+    const glow_train_state *st = glow_trainer_state(t);
+    if (check_data_fits(&train, cfg, o.data) || (!one_split && check_data_fits(&test, cfg, o.data)))
+        return EXIT_USER;
+    if (!(r.metrics = fopen(metrics_path, "a"))) return cli_error("%s: cannot open for writing", metrics_path);
+    if (o.resume) curve_load(&r.cv, metrics_path, st->step, NULL);
 
     fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
                     "%s prior log std, %zu parameters; batch %d, %d threads, %s\n",
@@ -424,168 +439,50 @@ int cmd_train(int argc, char **argv) {
             glow_coupling_name(cfg->coupling), cfg->coupling == GLOW_AFFINE ? " " : "",
             cfg->coupling == GLOW_AFFINE ? glow_affine_scale_name(cfg->affine_scale) : "",
             glow_permutation_name(cfg->permutation), glow_prior_logs_name(cfg->prior_logs),
-            glow_model_n_trainable(m), o.batch, glow_get_threads(),
-            o.resume ? "resuming" : "fresh start");
+            glow_model_n_trainable(glow_trainer_model(t)), st->batch,
+            glow_ctx_threads(glow_trainer_ctx(t)), o.resume ? "resuming" : "fresh start");
     if (o.resume)
         fprintf(stderr, "glow train: resuming %s at step %lld (epoch %lld)\n", o.checkpoint,
-                (long long)st.step, (long long)st.epoch);
+                (long long)st->step, (long long)st->epoch);
 
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-
-    int tty = isatty(2), skips_in_row = 0;
-    double t_start = now_seconds(), t_save = t_start, train_seconds = 0;
-    double t_interval = now_seconds(), bpd_sum = 0, last_test = NAN, best_test = INFINITY;
-    char best_path[4200];
-    snprintf(best_path, sizeof best_path, "%s.best", o.checkpoint);
-    /* steps of the interval redone exactly for drift (glow.h) */
-    int n_interval = 0, redone_interval = 0;
-    long long redone_total = 0;
-    double max_step_bpd = 0, max_drift = 0; /* the interval's worst step and rebuild error */
-    glow_level_stats level_interval[GLOW_MAX_LEVELS];
-    long long start_step = st.step;
-    glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
+    double t_start = now_seconds();
     int status = 0;
     const char *stop_reason = "done";
-    while (st.step < total) {
+    for (;;) {
         if (stop_requested) { stop_reason = "interrupted"; break; }
         if (o.minutes > 0 && now_seconds() - t_start > o.minutes * 60) { stop_reason = "time budget"; break; }
-        if (st.batch_in_epoch >= batches_per_epoch) {
-            st.epoch++;
-            st.batch_in_epoch = 0;
-            glow_dataset_shuffle_order(order, train.n, st.data_seed, (uint64_t)st.epoch);
+        rc = glow_trainer_step(t);
+        if (rc == GLOW_DONE) break;
+        if (r.failure[0]) rc = glow_fail(GLOW_EIO, "%s", r.failure);
+        if (rc == GLOW_OK) continue;
+        if (rc != GLOW_EDIVERGED) {
+            status = cli_error("%s", r.failure[0] ? r.failure : glow_trainer_error(t));
+            stop_reason = "stopped by an error";
+        } else {
+            status = cli_error("stopping: %s; the last good checkpoint %s is intact (try a "
+                               "lower --lr or --grad-clip)", glow_trainer_error(t), o.checkpoint);
+            stop_reason = NULL;
         }
-        double t0 = now_seconds();
-        glow_dataset_gather(px, labels, &train, order + st.batch_in_epoch * o.batch, o.batch);
-        glow_preprocess(x, px, o.batch, d, cfg->n_bits, st.data_seed, (uint64_t)st.step);
-        st.batch_in_epoch++;
-        /* A step whose loss or gradient is not finite (or whose 1x1 convolution became
-         * singular) never reaches the weights: it is skipped and counted. */
-        glow_step_stats ss;
-        double gnorm = NAN;
-        char why[300] = "";
-        if (glow_model_train_step(m, x, conditional ? labels : NULL, o.batch, &ss, NULL) != GLOW_OK)
-            snprintf(why, sizeof why, "%s", glow_last_error());
-        else if (!isfinite(ss.loss))
-            snprintf(why, sizeof why, "non-finite loss");
-        else if (glow_optimizer_step(&opt, glow_model_params(m), glow_model_grads(m), &gnorm) != GLOW_OK)
-            snprintf(why, sizeof why, "%s", glow_last_error());
-        if (why[0]) {
-            st.skipped++;
-            skips_in_row++;
-            fprintf(stderr, "%sglow train: step %lld skipped: %s (%lld skipped so far)\n",
-                    tty ? "\n" : "", (long long)st.step + 1, why, (long long)st.skipped);
-            if (skips_in_row >= o.max_skips) {
-                status = cli_error("stopping: %d non-finite steps in a row; the last good "
-                                   "checkpoint %s is intact (try a lower --lr or --grad-clip)",
-                                   skips_in_row, o.checkpoint);
-                stop_reason = NULL;
-                break;
-            }
-            continue;
-        }
-        skips_in_row = 0;
-        st.step++;
-        if (st.step == start_step + 1 && o.activation_mib > 0)
-            fprintf(stderr, "activations of %d of the %d flow steps kept in %g MiB; the others "
-                    "are rebuilt\n", ss.kept_steps, cfg->levels * cfg->depth, o.activation_mib);
-        train_seconds += now_seconds() - t0;
-        bpd_sum += ss.bpd;
-        fold_levels(level_interval, ss.level, cfg->levels, n_interval == 0);
-        if (n_interval == 0 || ss.bpd > max_step_bpd) max_step_bpd = ss.bpd;
-        if (n_interval == 0 || !(ss.max_rebuild_error <= max_drift)) max_drift = ss.max_rebuild_error;
-        n_interval++;
-        redone_interval += ss.recomputed;
-        redone_total += ss.recomputed;
-
-        int last = st.step == total;
-        if (st.step % o.log_every == 0 || last) {
-            double dt = now_seconds() - t_interval, ips = n_interval * o.batch / dt;
-            double mean_bpd = bpd_sum / n_interval;
-            double rate = (st.step - start_step) / train_seconds;
-            double eta = (total - st.step) / rate;
-            if (o.minutes > 0) eta = fmin(eta, o.minutes * 60 - (now_seconds() - t_start));
-            char eta_s[32];
-            format_duration(eta_s, sizeof eta_s, eta);
-            char test_s[32];
-            format_bpd(test_s, sizeof test_s, last_test);
-            /* Steps redone for drift (glow.h) count in the line; the details go to metrics. */
-            char redone_s[32] = "";
-            if (redone_total) snprintf(redone_s, sizeof redone_s, "  redone %lld", redone_total);
-            fprintf(stderr, "%sstep %lld/%lld  epoch %.2f  %.1f img/s  train %.3f bpd  test %s  "
-                    "lr %.2g%s  ETA %s%s", tty ? "\r" : "", (long long)st.step, total,
-                    st.epoch + (double)st.batch_in_epoch / batches_per_epoch, ips, mean_bpd,
-                    test_s, glow_optimizer_lr(&opt), redone_s, eta_s, tty ? "   " : "\n");
-            fprintf(metrics, "{\"step\":%lld,\"epoch\":%.4f,\"train_bpd\":%.5f,"
-                    "\"max_step_bpd\":%.5g,\"lr\":%.6g,\"img_per_s\":%.2f,\"grad_norm\":%.4g,"
-                    "\"skipped\":%lld,\"redone\":%d,\"time_s\":%.1f,",
-                    (long long)st.step, st.epoch + (double)st.batch_in_epoch / batches_per_epoch,
-                    mean_bpd, max_step_bpd, glow_optimizer_lr(&opt), ips, gnorm,
-                    (long long)st.skipped, redone_interval,
-                    now_seconds() - t_start);
-            put_number(metrics, "max_rebuild_error", max_drift);
-            write_levels(metrics, level_interval, cfg->levels, n_interval);
-            fputs("}\n", metrics);
-            fflush(metrics);
-            curve_add(&cv, st.step, mean_bpd, NAN);
-            bpd_sum = 0, n_interval = 0, redone_interval = 0;
-            t_interval = now_seconds();
-        }
-        if ((o.eval_every > 0 && st.step % o.eval_every == 0) || last) {
-            swap_average(m, &opt);
-            int failed = cli_log_prob(m, &test, eval_n, o.batch, 0, bpd);
-            swap_average(m, &opt);
-            if (failed) { status = EXIT_USER, stop_reason = "stopped by an error"; break; }
-            last_test = mean_of(bpd, eval_n);
-            /* Keep the best model too: a run that diverges later must not lose it. */
-            if (last_test < best_test) {
-                best_test = last_test;
-                if (glow_checkpoint_save(best_path, m, &opt, &st) != GLOW_OK) {
-                    status = cli_error("%s", glow_last_error()), stop_reason = "stopped by an error";
-                    break;
-                }
-            }
-            fprintf(metrics, "{\"step\":%lld,\"test_bpd\":%.5f,\"test_n\":%d}\n",
-                    (long long)st.step, last_test, eval_n);
-            fflush(metrics);
-            curve_add(&cv, st.step, NAN, last_test);
-            curve_write(&cv, curve_path);
-            t_interval = now_seconds();
-        }
-        if ((o.sample_every > 0 && st.step % o.sample_every == 0) || last) {
-            swap_average(m, &opt);
-            int ok = glow_model_sample(m, NULL, 64, 0.7, 0, samples) == GLOW_OK;
-            swap_average(m, &opt);
-            snprintf(path, sizeof path, "%s/step%07lld.png", samples_dir, (long long)st.step);
-            if (!ok || write_sample_grid(path, samples, 64, cfg, 8)) {
-                status = cli_error("%s", glow_last_error()), stop_reason = "stopped by an error";
-                break;
-            }
-            t_interval = now_seconds();
-        }
-        if (st.step % o.save_every == 0 || now_seconds() - t_save > o.save_minutes * 60) {
-            if (save(&o, m, &opt, &st)) { status = EXIT_USER, stop_reason = NULL; break; }
-            t_save = now_seconds();
-        }
+        break;
     }
-    if (tty) fputc('\n', stderr);
+    if (r.tty) fputc('\n', stderr);
     if (stop_reason) {
-        if (save(&o, m, &opt, &st)) status = EXIT_USER;
-        curve_write(&cv, curve_path);
+        if (glow_trainer_save(t, NULL) != GLOW_OK) status = cli_error("%s", glow_trainer_error(t));
+        curve_write(&r.cv, r.curve_path);
         char test_s[32];
-        format_bpd(test_s, sizeof test_s, last_test);
+        format_bpd(test_s, sizeof test_s, r.last_test);
         fprintf(stderr, "glow train: %s at step %lld; checkpoint %s; test %s bits/dim; peak "
-                "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st.step,
-                o.checkpoint, test_s, peak_rss_mib(), (long long)st.skipped);
+                "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st->step,
+                o.checkpoint, test_s, peak_rss_mib(), (long long)st->skipped);
     }
-    fclose(metrics);
-    glow_optimizer_free(&opt);
-    glow_model_free(m);
-    if (have_test) glow_dataset_free(&test);
+    fclose(r.metrics);
+    glow_trainer_free(t);
+    if (!one_split) glow_dataset_free(&test);
     glow_dataset_free(&train);
-    free(px), free(labels), free(x), free(order), free(bpd), free(samples);
-    curve_free(&cv);
+    curve_free(&r.cv);
     return status;
 }

@@ -12,16 +12,22 @@
  *     glow_config cfg;
  *     glow_config_default(&cfg);                  // 28x28x1, L=2, K=8, width 128, affine
  *     glow_model *m = glow_model_create(&cfg);    // NULL: see glow_last_error()
+ *     glow_ctx *ctx = glow_ctx_create(0);         // buffers and threads (all cores)
  *     float *x = malloc(sizeof(float) * B * glow_model_dim(m));
  *     glow_preprocess(x, pixels, B, glow_model_dim(m), cfg.n_bits, seed, step);
- *     glow_model_init(m, x, labels, B);           // data-dependent init, once
+ *     glow_model_init(ctx, m, x, labels, B);      // data-dependent init, once
  *     glow_step_stats st;
- *     glow_model_train_step(m, x, labels, B, &st); // loss and every gradient
- *     // ... an optimizer step on glow_model_params(m) with glow_model_grads(m)
+ *     glow_model_train_step(ctx, m, x, labels, B, &st, NULL); // loss and every gradient
+ *     // ... an optimizer step on glow_model_params(m) with glow_ctx_grads(ctx)
+ *
+ * or, with the trainer, which does all of that (and evaluates, samples and saves):
+ *
+ *     glow_trainer *t = glow_trainer_create(&cfg, &train_set, &test_set, &opts);
+ *     while (glow_trainer_step(t) == GLOW_OK) {}
  *
  * Conventions. Functions that can fail return GLOW_OK (0) or a negative status and record a
- * one-line message for glow_last_error(); nothing in the library exits or aborts on bad
- * input. Buffers are caller-owned unless a function says otherwise. Floats are
+ * one-line message for glow_last_error() (and for glow_ctx_error() where they take a
+ * context); nothing in the library exits or aborts on bad input. Buffers are caller-owned unless a function says otherwise. Floats are
  * `glow_real`, which is float unless the library is built with -DGLOW_REAL=double (the
  * tests use a double build to check gradients tightly).
  */
@@ -43,11 +49,13 @@ typedef GLOW_REAL glow_real;
 /* ---------------------------------------------------------------- errors ---------- */
 
 enum {
+    GLOW_DONE = 1,    /* not a failure: glow_trainer_step has no steps left */
     GLOW_OK = 0,
     GLOW_EINVAL = -1, /* bad argument or hyperparameter */
     GLOW_ENOMEM = -2, /* allocation failed */
     GLOW_EIO = -3,    /* a file could not be read or written */
-    GLOW_EFORMAT = -4 /* a file is not in the expected format, or is corrupt */
+    GLOW_EFORMAT = -4, /* a file is not in the expected format, or is corrupt */
+    GLOW_EDIVERGED = -5 /* training: too many non-finite steps in a row */
 };
 
 /* The message of the last failure in this thread ("" if none). */
@@ -131,7 +139,6 @@ const glow_config *glow_model_config(const glow_model *m);
 size_t glow_model_dim(const glow_model *m);       /* D = H*W*C, also the latent size */
 size_t glow_model_n_params(const glow_model *m);  /* elements of the flat buffer */
 glow_real *glow_model_params(glow_model *m);      /* the flat parameter buffer */
-glow_real *glow_model_grads(glow_model *m);       /* same layout: d loss / d params */
 int glow_model_n_tensors(const glow_model *m);
 const glow_tensor_info *glow_model_tensor(const glow_model *m, int i);
 /* Index of the tensor with this name, or -1. */
@@ -139,39 +146,74 @@ int glow_model_find_tensor(const glow_model *m, const char *name);
 /* Number of trainable scalars. */
 size_t glow_model_n_trainable(const glow_model *m);
 
+/* ---------------------------------------------------------------- compute contexts - */
+
+/* A compute context owns what a pass over a model changes: the buffers (sized for the
+ * largest batch of the model shape last used), the gradients of the last training step,
+ * the thread count, the matrix-product mode and the last error. The passes below take the
+ * model const, so any number of contexts (one per thread) can run on one model at once;
+ * one context serves one thread at a time. */
+typedef struct glow_ctx glow_ctx;
+
+/* threads <= 0: one per core. NULL if out of memory. */
+glow_ctx *glow_ctx_create(int threads);
+void glow_ctx_free(glow_ctx *ctx);
+void glow_ctx_set_threads(glow_ctx *ctx, int threads); /* <= 0: one per core */
+int glow_ctx_threads(const glow_ctx *ctx);
+/* The precision of the coupling networks' matrix products: their convolutions' outputs,
+ * input gradients and weight gradients.
+ *   GLOW_MATMUL_FP32    float (the default).
+ *   GLOW_MATMUL_BF16X3  on the CPU's AMX tile units where the product is large enough to
+ *                       gain: each float split into two bfloat16 halves, three of the four
+ *                       products summed in float. About 4x float's rounding error in a
+ *                       512-term product; 2-2.8x as fast on one core.
+ * The coupling stays exactly invertible either way (the same products run forward and
+ * inverse), but a model's likelihood differs in the 6th digit between the two. Returns
+ * GLOW_OK, or GLOW_EINVAL where the CPU (AMX-BF16), the build (float) or GLOW_NO_PACKED
+ * rules it out. */
+typedef enum { GLOW_MATMUL_FP32 = 0, GLOW_MATMUL_BF16X3 = 1 } glow_matmul;
+int glow_ctx_set_matmul(glow_ctx *ctx, glow_matmul m);
+glow_matmul glow_ctx_matmul(const glow_ctx *ctx);
 /* Training memory. 0 (default): the backward pass rebuilds each step's input from its
- * output and keeps nothing per step, so memory is flat in depth. 1: keep each step's
- * activations from the forward pass (more memory, one fewer network evaluation per step).
- * Both give the same gradients. */
-void glow_model_set_store_activations(glow_model *m, int store);
-/* Between the two: keep the activations of as many flow steps as fit in `bytes`, spread
- * over the depth, and rebuild the others. Memory is then bounded by `bytes` whatever the
- * depth; each kept step saves a network evaluation and restores its input exactly. */
-void glow_model_set_activation_memory(glow_model *m, size_t bytes);
+ * output and keeps nothing per step, so memory is flat in depth. SIZE_MAX: keep every
+ * step's activations from the forward pass (more memory, one fewer network evaluation per
+ * step). Between the two: keep the activations of as many flow steps as fit in `bytes`,
+ * spread over the depth, and rebuild the others; each kept step saves a network evaluation
+ * and restores its input exactly. All give the same gradients. */
+void glow_ctx_set_activation_memory(glow_ctx *ctx, size_t bytes);
+size_t glow_ctx_activation_memory(const glow_ctx *ctx);
+/* The message of the context's last failure ("" if none). */
+const char *glow_ctx_error(const glow_ctx *ctx);
+/* d loss / d params of the last glow_model_train_step, in the layout of
+ * glow_model_params(); NULL before the first. glow_ctx_n_grads: its length. */
+glow_real *glow_ctx_grads(glow_ctx *ctx);
+size_t glow_ctx_n_grads(const glow_ctx *ctx);
+
+/* ---------------------------------------------------------------- passes ----------- */
 
 /* Data-dependent initialisation of every actnorm from one batch of preprocessed images
  * x (B,H,W,C). Run once before training. */
-int glow_model_init(glow_model *m, const glow_real *x, const int *y, int batch);
+int glow_model_init(glow_ctx *ctx, glow_model *m, const glow_real *x, const int *y, int batch);
 
 /* log p(x) in nats (including the -D*log(n_bins) discretisation term) and bits/dim for
  * each example of a preprocessed batch x (B,H,W,C). Either output may be NULL. */
-int glow_model_log_prob(glow_model *m, const glow_real *x, const int *y, int batch,
-                        double *logp, double *bpd);
+int glow_model_log_prob(glow_ctx *ctx, const glow_model *m, const glow_real *x, const int *y,
+                        int batch, double *logp, double *bpd);
 
 /* Encode x (B,H,W,C) to z (B,D): per example, the factored-out latents of levels
  * 0..L-2 (each h_i x w_i x c_i/2, NHWC) followed by the top latent; see docs/MODEL.md.
  * logdet (B) receives the total log-determinant if not NULL. */
-int glow_model_encode(glow_model *m, const glow_real *x, const int *y, int batch,
-                      glow_real *z, double *logdet);
+int glow_model_encode(glow_ctx *ctx, const glow_model *m, const glow_real *x, const int *y,
+                      int batch, glow_real *z, double *logdet);
 /* Decode z (B,D) back to x (B,H,W,C): the exact inverse of encode. logdet (B), if not
  * NULL, receives the log-determinant of the forward map as the inverse pass computes it
  * (equal to encode's up to rounding: a check of numerical invertibility). */
-int glow_model_decode(glow_model *m, const glow_real *z, const int *y, int batch,
-                      glow_real *x, double *logdet);
+int glow_model_decode(glow_ctx *ctx, const glow_model *m, const glow_real *z, const int *y,
+                      int batch, glow_real *x, double *logdet);
 /* Draw z from the priors with standard deviations scaled by `temperature` and decode it.
  * Deterministic in (seed, example index). y may be NULL (class 0 if conditional). */
-int glow_model_sample(glow_model *m, const int *y, int batch, double temperature,
-                      uint64_t seed, glow_real *x);
+int glow_model_sample(glow_ctx *ctx, const glow_model *m, const int *y, int batch,
+                      double temperature, uint64_t seed, glow_real *x);
 
 /* The most levels a model has (glow_config_check). */
 #define GLOW_MAX_LEVELS 16
@@ -204,10 +246,10 @@ typedef struct glow_step_stats {
 } glow_step_stats;
 
 /* One training step's forward and backward pass on a preprocessed batch: sets
- * glow_model_grads() to d loss / d params (overwriting) and fills `stats`. If dx is not
- * NULL it receives d loss / d x (B,H,W,C). The weights are not changed. */
-int glow_model_train_step(glow_model *m, const glow_real *x, const int *y, int batch,
-                          glow_step_stats *stats, glow_real *dx);
+ * glow_ctx_grads(ctx) to d loss / d params (overwriting) and fills `stats` (if not NULL).
+ * If dx is not NULL it receives d loss / d x (B,H,W,C). The weights are not changed. */
+int glow_model_train_step(glow_ctx *ctx, const glow_model *m, const glow_real *x, const int *y,
+                          int batch, glow_step_stats *stats, glow_real *dx);
 
 /* ---------------------------------------------------------------- data ------------- */
 
@@ -417,10 +459,139 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
                                  glow_train_state *state);
 
 
+/* ---------------------------------------------------------------- the trainer ------ */
+/* (src/trainer.c) Training by maximum likelihood, the whole job: the data-dependent init,
+ * the shuffled batches, the step with its skip policy (a step whose loss or gradient is not
+ * finite never reaches the weights), the optimizer, and on a cadence the test bits/dim (of
+ * the Polyak average), samples and atomic checkpoints, with FILE.best keeping the model
+ * with the best test bits/dim. Progress goes to a callback.
+ *
+ * Exact resumption: the data order of epoch e is a permutation drawn from (seed, e), the
+ * dequantisation noise of step s is drawn from (seed, s), and the checkpoint holds the
+ * weights, the optimizer's moments and average, and the counters. So a run stopped at step
+ * N and resumed reaches the same weights at step M as one that never stopped. */
+
+/* Bits/dim of images [0, count) of a data set, per image (bpd, count of them), in batches
+ * of `batch`: the dequantisation noise of image i is drawn from (seed, i) whatever the
+ * batch (glow eval's convention, docs/MODEL.md). Labels are passed where the model is
+ * class-conditional. */
+int glow_evaluate(glow_ctx *ctx, const glow_model *m, const glow_dataset *d, int count,
+                  int batch, uint64_t seed, double *bpd);
+
+typedef enum {
+    GLOW_EVENT_LOG,    /* every log_every steps, and at the last: the interval's figures */
+    GLOW_EVENT_SKIP,   /* a step was skipped: message says why */
+    GLOW_EVENT_EVAL,   /* test bits/dim of the Polyak average */
+    GLOW_EVENT_SAMPLE, /* samples of the Polyak average */
+    GLOW_EVENT_SAVE    /* a checkpoint was written to path */
+} glow_event_kind;
+
+typedef struct glow_train_event {
+    glow_event_kind kind;
+    int64_t step, total;      /* optimizer steps done, and in all */
+    double epoch;             /* epochs done, fractional */
+    double seconds;           /* since the trainer was created */
+    /* GLOW_EVENT_LOG, over the steps since the last one: */
+    int n_steps;
+    double train_bpd;         /* mean of the steps' bits/dim */
+    double max_step_bpd;      /* the worst step's */
+    double img_per_s;         /* images per second of wall time (evaluation excluded) */
+    double step_seconds;      /* mean seconds per step since the trainer started (the ETA) */
+    double grad_norm;         /* the last step's, before clipping */
+    double lr;                /* the next step's learning rate */
+    double max_rebuild_error; /* the largest over the interval (glow_step_stats) */
+    int redone;               /* steps redone for drift in the interval */
+    int64_t redone_total;     /* ... since the trainer was created */
+    int64_t skipped;          /* steps skipped in the whole run */
+    int kept_steps;           /* flow steps whose activations are kept */
+    glow_level_stats level[GLOW_MAX_LEVELS]; /* extremes over the interval; the bits/dim
+                                                shares are the interval's means */
+    /* GLOW_EVENT_EVAL: */
+    double test_bpd;
+    int test_n, best;         /* images; 1 if the best so far (FILE.best was written) */
+    /* GLOW_EVENT_SAMPLE: n_samples images (n, H, W, C) at the temperature */
+    const uint8_t *samples;
+    int n_samples;
+    /* GLOW_EVENT_SKIP: why; GLOW_EVENT_SAVE: where */
+    const char *message, *path;
+} glow_train_event;
+
+typedef void (*glow_train_callback)(const glow_train_event *event, void *user);
+
+typedef struct glow_train_options {
+    int batch;                /* images per step (default 64); resuming: 0 takes the
+                                 checkpoint's, anything else must equal it */
+    int init_batch;           /* images for the data-dependent init (default 256) */
+    int64_t steps;            /* total optimizer steps (default 10000) */
+    glow_optim_config optim;  /* default: Adam, lr 1e-3, warm-up 200, clip 100, Polyak 0.999;
+                                 resuming: the checkpoint's (change it with
+                                 glow_trainer_optimizer) */
+    int max_skips;            /* fail after this many skipped steps in a row (default 20) */
+    int log_every;            /* a GLOW_EVENT_LOG every N steps (default 10) */
+    int eval_every, eval_n;   /* test bits/dim every N steps (0: at the last only) on the
+                                 first eval_n test images (defaults 1000, 2000) */
+    int sample_every;         /* samples every N steps (0: at the last only; default 1000) */
+    int n_samples;            /* default 64 */
+    double temperature;       /* of the samples (default 0.7) */
+    const char *checkpoint;   /* saved every save_every steps and save_seconds (NULL: only
+                                 by glow_trainer_save); never overwritten by a new run */
+    int save_every;           /* default 500 */
+    double save_seconds;      /* default 600 */
+    int threads;              /* <= 0: one per core */
+    glow_matmul matmul;
+    size_t activation_memory; /* see glow_ctx_set_activation_memory (default 0) */
+    glow_train_callback callback; /* may be NULL */
+    void *user;
+} glow_train_options;
+
+void glow_train_options_default(glow_train_options *o);
+
+typedef struct glow_trainer glow_trainer;
+
+/* A new run: a model from cfg (its image size taken from `train`, and n_classes from its
+ * labels where cfg needs them) initialised from the first init_batch images of epoch 0's
+ * order, and its first checkpoint if opts->checkpoint is set. test may be NULL (evaluate
+ * on train) and the data sets must outlive the trainer. NULL on failure. */
+glow_trainer *glow_trainer_create(const glow_config *cfg, const glow_dataset *train,
+                                  const glow_dataset *test, const glow_train_options *opts);
+/* Continue the run saved in `checkpoint` exactly (opts->checkpoint NULL: save there). */
+glow_trainer *glow_trainer_resume(const char *checkpoint, const glow_dataset *train,
+                                  const glow_dataset *test, const glow_train_options *opts);
+void glow_trainer_free(glow_trainer *t);
+
+/* One optimizer step (or a skipped one), then what the cadence asks for: a log event, an
+ * evaluation, samples, a checkpoint. GLOW_OK; GLOW_DONE once all steps are done (nothing
+ * was run); or a failure (GLOW_EDIVERGED after max_skips skips in a row; the last
+ * checkpoint is then intact). */
+int glow_trainer_step(glow_trainer *t);
+/* Save the run to path (NULL: opts->checkpoint), atomically. */
+int glow_trainer_save(glow_trainer *t, const char *path);
+/* Mean test bits/dim of the Polyak average over the first n test images (n <= 0: all). */
+int glow_trainer_evaluate(glow_trainer *t, int n, double *bpd);
+/* n samples of the Polyak average at a temperature into pixels (n, H, W, C). */
+int glow_trainer_sample(glow_trainer *t, int n, double temperature, uint64_t seed,
+                        uint8_t *pixels);
+/* The model (raw weights), the optimizer (its settings may be changed between steps),
+ * the counters and the trainer's compute context. */
+glow_model *glow_trainer_model(glow_trainer *t);
+glow_optimizer *glow_trainer_optimizer(glow_trainer *t);
+const glow_train_state *glow_trainer_state(const glow_trainer *t);
+glow_ctx *glow_trainer_ctx(glow_trainer *t);
+/* The last failure's message. */
+const char *glow_trainer_error(const glow_trainer *t);
+
 /* ---------------------------------------------------------------- latent space ----- */
 /* (src/latent.c) Encode with glow_preprocess_center (no noise) so that decode(encode(x))
  * returns x exactly; latents are (N, D) per docs/MODEL.md. */
 
+/* Encode n images (n, H, W, C) from the centre of their bins, `batch` at a time, to z
+ * (n, D); logdet (n) if not NULL. labels are used where the model is class-conditional. */
+int glow_encode_images(glow_ctx *ctx, const glow_model *m, const uint8_t *pixels,
+                       const int *labels, int n, int batch, glow_real *z, double *logdet);
+/* Decode n latents (n, D) to model outputs x (n, D), `batch` at a time
+ * (glow_postprocess turns them into pixels); logdet as glow_model_decode's. */
+int glow_decode_latents(glow_ctx *ctx, const glow_model *m, const glow_real *z,
+                        const int *labels, int n, int batch, glow_real *x, double *logdet);
 /* out (steps, D): the straight line from za to zb, ends included. */
 void glow_latent_lerp(glow_real *out, const glow_real *za, const glow_real *zb, size_t dim,
                       int steps);
@@ -456,7 +627,7 @@ int glow_npy_write_labels(const char *path, const int *labels, size_t n);
 int glow_npy_read(const char *path, glow_real **data, size_t *rows, size_t *cols);
 
 /* A CRC-32 of the hyperparameters and weights: tells which model made a latent file. */
-uint32_t glow_model_fingerprint(glow_model *m);
+uint32_t glow_model_fingerprint(const glow_model *m);
 
 /* ---------------------------------------------------------------- randomness ------- */
 
@@ -466,30 +637,13 @@ uint64_t glow_rng_key(uint64_t seed, uint64_t purpose, uint64_t a, uint64_t b);
 double glow_rng_uniform(uint64_t key, uint64_t i);  /* in [0, 1) */
 double glow_rng_normal(uint64_t key, uint64_t i);   /* N(0, 1) */
 
-/* ---------------------------------------------------------------- threads ---------- */
+/* ---------------------------------------------------------------- the machine ------ */
 
-/* One thread count for the whole library (OpenMP and BLAS); <= 0: the core count. */
-void glow_set_threads(int n);
-int glow_get_threads(void);
-/* The precision of the coupling networks' matrix products: their convolutions' outputs,
- * input gradients and weight gradients.
- *   GLOW_MATMUL_FP32    float (the default).
- *   GLOW_MATMUL_BF16X3  on the CPU's AMX tile units where the product is large enough to
- *                       gain: each float split into two bfloat16 halves, three of the four
- *                       products summed in float. About 4x float's rounding error in a
- *                       512-term product; 2-2.8x as fast on one core.
- * The coupling stays exactly invertible either way (the same products run forward and
- * inverse), but a model's likelihood differs in the 6th digit between the two. Returns
- * GLOW_OK, or GLOW_EINVAL where the CPU (AMX-BF16), the build (float) or GLOW_NO_PACKED
- * rules it out. One setting for the whole library, like the thread count. */
-typedef enum { GLOW_MATMUL_FP32 = 0, GLOW_MATMUL_BF16X3 = 1 } glow_matmul;
-int glow_set_matmul(glow_matmul m);
-glow_matmul glow_get_matmul(void);
 /* A short description of the BLAS in use (e.g. "OpenBLAS 0.3.21 ... SkylakeX"). */
 const char *glow_blas_info(void);
 /* GFLOP/s of the BLAS on an n x n x n matrix product in the library's precision (best of
- * 7): the peak that convolution rates are measured against. */
-double glow_blas_gflops(int n);
+ * 7) on the context's threads: the peak that convolution rates are measured against. */
+double glow_blas_gflops(glow_ctx *ctx, int n);
 /* If OpenBLAS fell back to its generic kernels on a CPU it did not recognise, the core type
  * to set in OPENBLAS_CORETYPE (it is read when the library loads, so a program sets it and
  * re-executes itself); NULL when nothing is to be gained. */

@@ -203,7 +203,7 @@ static size_t conv_scratch(nn_shape s) {
 #define TILE_ROWS 1024
 #define TILE_BYTES ((size_t)4 << 20)
 
-static int slots_of(nn_shape s) { return s.slots > 0 ? s.slots : 1; }
+static int slots_of(nn_shape s) { return s.be->threads > 0 ? s.be->threads : 1; }
 
 /* The threads a pass runs on: one per scratch slot, at most one per image. */
 static int thread_count(nn_shape s) { return slots_of(s) < s.batch ? slots_of(s) : s.batch; }
@@ -322,8 +322,8 @@ void zeroconv_forward(real *out, const real *x, const real *w, const real *b, co
 /* out = c e with c = conv + b and e = exp(3 logs): dlogs = 3 sum(dout out), dc = dout e.
  * dx from the weights packed for the backward pass when packed is not NULL; dx += ... with
  * dx_add, dx = ... without. */
-static void zeroconv_backward_with(real *dx, int dx_add, real *dw, real *db, real *dlogs,
-                                   real *dout, const real *out, const real *x, const real *w,
+static void zeroconv_backward_with(const backend *be, real *dx, int dx_add, real *dw,
+                                   real *db, real *dlogs, real *dout, const real *out, const real *x, const real *w,
                                    const real *packed, const real *logs, int batch, int h,
                                    int w_, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * w_;
@@ -331,15 +331,15 @@ static void zeroconv_backward_with(real *dx, int dx_add, real *dw, real *db, rea
     channel_sums(sums, dout, out, rows, cout);
     for (int j = 0; j < cout; j++) dlogs[j] += (real)(ACTNORM_SCALE * sums[j]);
     output_scale(dout, logs, rows, cout);
-    conv3x3_backward_packed(dx, dx_add, dw, db, dout, x, w, packed, batch, h, w_, cin, cout,
-                            scratch);
+    conv3x3_backward_packed(be, dx, dx_add, dw, db, dout, x, w, packed, batch, h, w_, cin,
+                            cout, scratch);
 }
 
 void zeroconv_backward(real *dx, real *dw, real *db, real *dlogs, real *dout, const real *out,
                        const real *x, const real *w, const real *logs, int batch, int h, int w_,
                        int cin, int cout, real *scratch) {
-    zeroconv_backward_with(dx, 1, dw, db, dlogs, dout, out, x, w, NULL, logs, batch, h, w_, cin,
-                           cout, scratch);
+    zeroconv_backward_with(NULL, dx, 1, dw, db, dlogs, dout, out, x, w, NULL, logs, batch, h,
+                           w_, cin, cout, scratch);
 }
 
 /* Where the three weights are packed from `packed` on (see packed_nn_size). */
@@ -353,9 +353,9 @@ static void packed_parts(const real *packed, nn_shape s, const real *p[3]) {
 static void pack_nn(real *packed, const coupling_nn *nn, nn_shape s, int for_backward) {
     const real *p[3];
     packed_parts(packed, s, p);
-    conv3x3_pack((real *)p[0], nn->w1, s.cin, s.width, for_backward);
-    pack_weights((real *)p[1], nn->w2, s.width, s.width, for_backward);
-    conv3x3_pack((real *)p[2], nn->w3, s.width, s.cout, for_backward);
+    conv3x3_pack(s.be, (real *)p[0], nn->w1, s.cin, s.width, for_backward);
+    pack_weights(s.be, (real *)p[1], nn->w2, s.width, s.width, for_backward);
+    conv3x3_pack(s.be, (real *)p[2], nn->w3, s.width, s.cout, for_backward);
 }
 
 /* nn_forward on weights packed at `packed`, with each convolution's actnorm, ReLU or output
@@ -371,11 +371,11 @@ static void nn_forward_packed(coupling_acts *a, const coupling_nn *nn, const rea
         e2[j] = (real)exp(ACTNORM_SCALE * nn->an2_s[j]);
     }
     for (int j = 0; j < s.cout; j++) e3[j] = (real)exp(ACTNORM_SCALE * nn->logs3[j]);
-    conv3x3_forward_packed(a->r1, z1, p[0], nn->an1_b, e1, PACKED_RELU, s.batch, s.h, s.w, s.cin,
+    conv3x3_forward_packed(s.be, a->r1, z1, p[0], nn->an1_b, e1, PACKED_RELU, s.batch, s.h, s.w, s.cin,
                            s.width, scratch);
-    packed_gemm(a->r2, s.width, a->r1, s.width, p[1], rows, s.width, s.width, nn->an2_b, e2,
+    packed_gemm(s.be, a->r2, s.width, a->r1, s.width, p[1], rows, s.width, s.width, nn->an2_b, e2,
                 PACKED_RELU);
-    conv3x3_forward_packed(a->h, a->r2, p[2], nn->b3, e3, 0, s.batch, s.h, s.w, s.width, s.cout,
+    conv3x3_forward_packed(s.be, a->h, a->r2, p[2], nn->b3, e3, 0, s.batch, s.h, s.w, s.width, s.cout,
                            scratch);
 }
 
@@ -405,7 +405,7 @@ void coupling_nn_forward(coupling_acts *a, const coupling_nn *nn, const real *z1
                          real *scratch) {
     int g = tile_images(s), slots = thread_count(s);
     size_t own_size = tile_scratch(s, g), rows = (size_t)g * s.h * s.w;
-    real *packed = packed_available() ? scratch : NULL;
+    real *packed = s.be->packed ? scratch : NULL;
     if (packed) pack_nn(packed, nn, s, 0);
     scratch += packed_nn_size(s);
     #pragma omp parallel num_threads(slots)
@@ -480,15 +480,15 @@ static void nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_ac
     if (packed) packed_parts(packed, s, p);
     /* dr2 and dr1 share a buffer laid after the scratch the 3x3 convolutions need. */
     real *dr = scratch + conv_scratch(s);
-    zeroconv_backward_with(dr, 0, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, p[2],
+    zeroconv_backward_with(s.be, dr, 0, dnn->w3, dnn->b3, dnn->logs3, dh, a->h, a->r2, nn->w3, p[2],
                            nn->logs3, s.batch, s.h, s.w, s.width, s.cout, scratch);
     relu_actnorm_backward(dr, dr, dnn->an2_b, dnn->an2_s, a->r2, nn->an2_s, rows, s.width);
     /* d r1 = d conv2-output @ w2 cannot overwrite dr in place: it goes to the scratch, and
      * the next pass brings it back to dr (the 3x3 convolution's backward needs the scratch). */
     real *dr1 = scratch;
-    conv1x1_backward_packed(dr1, 0, dnn->w2, dr, a->r1, nn->w2, p[1], rows, s.width, s.width);
+    conv1x1_backward_packed(s.be, dr1, 0, dnn->w2, dr, a->r1, nn->w2, p[1], rows, s.width, s.width);
     relu_actnorm_backward(dr, dr1, dnn->an1_b, dnn->an1_s, a->r1, nn->an1_s, rows, s.width);
-    conv3x3_backward_packed(dz1, 1, dnn->w1, NULL, dr, z1, nn->w1, p[0], s.batch, s.h, s.w,
+    conv3x3_backward_packed(s.be, dz1, 1, dnn->w1, NULL, dr, z1, nn->w1, p[0], s.batch, s.h, s.w,
                             s.cin, s.width, scratch);
 }
 
@@ -521,7 +521,7 @@ void coupling_nn_backward(real *dz1, coupling_nn *dnn, real *dh, const coupling_
                           const coupling_nn *nn, const real *z1, nn_shape s, real *scratch) {
     int g = tile_images(s), slots = thread_count(s);
     size_t own_size = tile_backward_scratch(s, g);
-    real *packed = packed_available() ? scratch : NULL;
+    real *packed = s.be->packed ? scratch : NULL;
     if (packed) pack_nn(packed, nn, s, 1);
     scratch += packed_nn_size(s);
     real *copies = scratch + (size_t)slots * own_size;
@@ -553,7 +553,7 @@ void coupling_rebuild_backward(real *x, int x_known, real *dx, real *dz1, coupli
     int g = tile_images(s), slots = thread_count(s), c = 2 * s.cin;
     size_t own_size = tile_rebuild_scratch(s, g), image = (size_t)s.h * s.w;
     size_t rows = (size_t)g * image;
-    real *packed = packed_available() ? scratch : NULL;
+    real *packed = s.be->packed ? scratch : NULL;
     if (packed) {
         pack_nn(packed, nn, s, 0);
         pack_nn(packed + packed_nn_size(s), nn, s, 1);

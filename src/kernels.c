@@ -14,25 +14,28 @@
 #include "kernels.h"
 
 /* OpenBLAS's own controls; declared here because cblas.h of other BLASes lacks them. */
-void openblas_set_num_threads(int n);
 char *openblas_get_config(void);
 
-static int n_threads = 0;
-
-void glow_set_threads(int n) {
-    if (n <= 0) n = omp_get_num_procs();
-    n_threads = n;
-    omp_set_num_threads(n);
-    openblas_set_num_threads(n);
+/* OpenMP's thread count is a setting of the calling thread, and the OpenMP build of
+ * OpenBLAS follows it on each call: so contexts with different counts can run at once in
+ * different threads. */
+int backend_enter(const backend *be) {
+    int saved = omp_get_max_threads();
+    if (be->threads != saved) omp_set_num_threads(be->threads);
+    return saved;
 }
 
-int glow_get_threads(void) { return n_threads > 0 ? n_threads : omp_get_max_threads(); }
+void backend_leave(int saved) {
+    if (omp_get_max_threads() != saved) omp_set_num_threads(saved);
+}
+
+int backend_cores(void) { return omp_get_num_procs(); }
 
 const char *glow_blas_info(void) { return openblas_get_config(); }
 
 /* The BLAS's rate on an n x n x n product in the library's precision: the best of 7 timed
  * products after one untimed (the peak; other processes only ever slow a run down). */
-double glow_blas_gflops(int n) {
+double gemm_gflops(int n) {
     size_t nn = (size_t)n * n;
     real *a = malloc(sizeof(real) * nn), *b = malloc(sizeof(real) * nn), *c = malloc(sizeof(real) * nn);
     double best = 0;
@@ -227,10 +230,11 @@ size_t conv3x3_packed_size(int cin, int cout) {
     return fwd > bwd ? fwd : bwd;
 }
 
-void conv3x3_pack(real *dst, const real *w, int cin, int cout, int for_backward) {
+void conv3x3_pack(const backend *be, real *dst, const real *w, int cin, int cout,
+                  int for_backward) {
     int n, k;
     packed_shape(cin, cout, for_backward, &n, &k);
-    pack_weights(dst, w, n, k, for_backward);
+    pack_weights(be, dst, w, n, k, for_backward);
 }
 
 /* out = (out * scale) then ReLU, per channel: the output side's tap sums have the shift. */
@@ -243,37 +247,39 @@ static void scale_rows(real *out, const real *scale, int relu, size_t rows, int 
         }
 }
 
-void conv3x3_forward_packed(real *out, const real *x, const real *packed, const real *shift,
+void conv3x3_forward_packed(const backend *be, real *out, const real *x, const real *packed,
+                            const real *shift,
                             const real *scale, int flags, int batch, int h, int width, int cin,
                             int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     int relu = flags & PACKED_RELU;
     if (output_side(cin, cout)) {
-        packed_gemm(scratch, 9 * cout, x, cin, packed, rows, 9 * cout, cin, NULL, NULL, 0);
+        packed_gemm(be, scratch, 9 * cout, x, cin, packed, rows, 9 * cout, cin, NULL, NULL, 0);
         tap_sum(out, scratch, shift, batch, h, width, cout);
         if (scale || relu) scale_rows(out, scale, relu, rows, cout);
         return;
     }
     im2col3x3(scratch, x, batch, h, width, cin);
-    packed_gemm(out, cout, scratch, 9 * cin, packed, rows, cout, 9 * cin, shift, scale, relu);
+    packed_gemm(be, out, cout, scratch, 9 * cin, packed, rows, cout, 9 * cin, shift, scale, relu);
 }
 
 /* dw (m, n) += a^T b over the rows: on AMX in the packed path's bf16x3 mode where the
  * shapes suit it, else through BLAS. */
-static void gemm_dw(real *dw, const real *a, int m, const real *b, int n, size_t rows, int packed) {
-    if (!packed || !packed_gemm_tn(dw, n, a, m, b, n, rows, m, n))
+static void gemm_dw(const backend *be, real *dw, const real *a, int m, const real *b, int n,
+                    size_t rows, int packed) {
+    if (!packed || !packed_gemm_tn(be, dw, n, a, m, b, n, rows, m, n))
         gemm(1, 0, m, n, (int)rows, 1, a, m, b, n, 1, dw, n);
 }
 
 /* dx (rows, n) (+)= a (rows, k) @ w (k, n): through BLAS, or on w packed for the backward
  * pass when packed is not NULL. */
-static void gemm_dx(real *dx, const real *a, const real *w, const real *packed, size_t rows,
-                    int n, int k, int add) {
-    if (packed) packed_gemm(dx, n, a, k, packed, rows, n, k, NULL, NULL, add ? PACKED_ADD : 0);
+static void gemm_dx(const backend *be, real *dx, const real *a, const real *w,
+                    const real *packed, size_t rows, int n, int k, int add) {
+    if (packed) packed_gemm(be, dx, n, a, k, packed, rows, n, k, NULL, NULL, add ? PACKED_ADD : 0);
     else gemm(0, 0, (int)rows, n, k, 1, a, k, w, n, add ? 1 : 0, dx, n);
 }
 
-void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const real *dout,
+void conv3x3_backward_packed(const backend *be, real *dx, int dx_add, real *dw, real *dbias, const real *dout,
                              const real *x, const real *w, const real *packed, int batch,
                              int h, int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
@@ -285,14 +291,14 @@ void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const 
     if (output_side(cin, cout)) {
         /* dW[co*9 + tap, ci] = sum_p g[p, co*9 + tap] x[p, ci]; dx = g W. */
         tap_spread(scratch, dout, batch, h, width, cout);
-        gemm_dw(dw, scratch, 9 * cout, x, cin, rows, packed != NULL);
-        if (dx) gemm_dx(dx, scratch, w, packed, rows, cin, 9 * cout, dx_add);
+        gemm_dw(be, dw, scratch, 9 * cout, x, cin, rows, packed != NULL);
+        if (dx) gemm_dx(be, dx, scratch, w, packed, rows, cin, 9 * cout, dx_add);
         return;
     }
     im2col3x3(scratch, x, batch, h, width, cin);
-    gemm_dw(dw, dout, cout, scratch, 9 * cin, rows, packed != NULL);
+    gemm_dw(be, dw, dout, cout, scratch, 9 * cin, rows, packed != NULL);
     if (dx) {
-        gemm_dx(scratch, dout, w, packed, rows, 9 * cin, cout, 0);
+        gemm_dx(be, scratch, dout, w, packed, rows, 9 * cin, cout, 0);
         if (!dx_add) memset(dx, 0, sizeof(real) * rows * cin);
         col2im3x3_add(dx, scratch, batch, h, width, cin);
     }
@@ -301,8 +307,8 @@ void conv3x3_backward_packed(real *dx, int dx_add, real *dw, real *dbias, const 
 void conv3x3_backward(real *dx, real *dw, real *dbias, const real *dout, const real *x,
                       const real *w, int batch, int h, int width, int cin, int cout,
                       real *scratch) {
-    conv3x3_backward_packed(dx, 1, dw, dbias, dout, x, w, NULL, batch, h, width, cin, cout,
-                            scratch);
+    conv3x3_backward_packed(NULL, dx, 1, dw, dbias, dout, x, w, NULL, batch, h, width, cin,
+                            cout, scratch);
 }
 
 void conv3x3_forward_ref(real *out, const real *x, const real *w, const real *bias, int batch,
@@ -352,13 +358,14 @@ void conv1x1_forward(real *out, const real *x, const real *w, size_t rows, int c
 
 void conv1x1_backward(real *dx, real *dw, const real *dout, const real *x, const real *w,
                       size_t rows, int cin, int cout) {
-    conv1x1_backward_packed(dx, 1, dw, dout, x, w, NULL, rows, cin, cout);
+    conv1x1_backward_packed(NULL, dx, 1, dw, dout, x, w, NULL, rows, cin, cout);
 }
 
-void conv1x1_backward_packed(real *dx, int dx_add, real *dw, const real *dout, const real *x,
-                             const real *w, const real *packed, size_t rows, int cin, int cout) {
-    gemm_dw(dw, dout, cout, x, cin, rows, packed != NULL);
-    if (dx) gemm_dx(dx, dout, w, packed, rows, cin, cout, dx_add);
+void conv1x1_backward_packed(const backend *be, real *dx, int dx_add, real *dw,
+                             const real *dout, const real *x, const real *w, const real *packed,
+                             size_t rows, int cin, int cout) {
+    gemm_dw(be, dw, dout, cout, x, cin, rows, packed != NULL);
+    if (dx) gemm_dx(be, dx, dout, w, packed, rows, cin, cout, dx_add);
 }
 
 #define SUM_CHUNKS 64

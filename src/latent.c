@@ -76,20 +76,6 @@ int glow_directions_find(const glow_directions *d, const char *name) {
     return -1;
 }
 
-uint32_t glow_model_fingerprint(glow_model *m) {
-    uLong crc = crc32(0L, Z_NULL, 0);
-    const glow_config *cfg = glow_model_config(m);
-    int dims[] = {cfg->image_h, cfg->image_w, cfg->image_c, cfg->levels, cfg->depth, cfg->width,
-                  (int)cfg->coupling, (int)cfg->permutation, cfg->n_bits};
-    crc = crc32(crc, (const Bytef *)dims, sizeof dims);
-    const glow_real *p = glow_model_params(m);
-    for (size_t i = 0; i < glow_model_n_params(m); i++) {
-        float v = (float)p[i]; /* the same fingerprint from the float and double builds */
-        crc = crc32(crc, (const Bytef *)&v, sizeof v);
-    }
-    return (uint32_t)crc;
-}
-
 /* ---- .npy ------------------------------------------------------------------------------- */
 
 /* The header of a version 1.0 .npy file for a C-order array, padded to 64 bytes. */
@@ -387,5 +373,40 @@ int glow_directions_load(const char *path, glow_directions *d) {
         else glow_directions_free(d);
     }
     free(buf);
+    return rc;
+}
+
+int glow_encode_images(glow_ctx *ctx, const glow_model *m, const uint8_t *pixels,
+                       const int *labels, int n, int batch, glow_real *z, double *logdet) {
+    const glow_config *cfg = glow_model_config(m);
+    size_t d = glow_model_dim(m);
+    int conditional = cfg->ycond || cfg->weight_y > 0;
+    if (batch < 1) return glow_fail(GLOW_EINVAL, "batch size %d: must be >= 1", batch);
+    if (batch > n) batch = n > 0 ? n : 1;
+    glow_real *x = malloc(sizeof(glow_real) * batch * d);
+    if (!x) return glow_fail(GLOW_ENOMEM, "out of memory");
+    int rc = GLOW_OK;
+    for (int s = 0; s < n && rc == GLOW_OK; s += batch) {
+        int k = n - s < batch ? n - s : batch;
+        glow_preprocess_center(x, pixels + (size_t)s * d, k, d, cfg->n_bits);
+        rc = glow_model_encode(ctx, m, x, conditional && labels ? labels + s : NULL, k,
+                               z + (size_t)s * d, logdet ? logdet + s : NULL);
+    }
+    free(x);
+    return rc;
+}
+
+int glow_decode_latents(glow_ctx *ctx, const glow_model *m, const glow_real *z,
+                        const int *labels, int n, int batch, glow_real *x, double *logdet) {
+    const glow_config *cfg = glow_model_config(m);
+    size_t d = glow_model_dim(m);
+    int conditional = cfg->ycond || cfg->weight_y > 0;
+    if (batch < 1) return glow_fail(GLOW_EINVAL, "batch size %d: must be >= 1", batch);
+    int rc = GLOW_OK;
+    for (int s = 0; s < n && rc == GLOW_OK; s += batch) {
+        int k = n - s < batch ? n - s : batch;
+        rc = glow_model_decode(ctx, m, z + (size_t)s * d, conditional && labels ? labels + s : NULL,
+                               k, x + (size_t)s * d, logdet ? logdet + s : NULL);
+    }
     return rc;
 }

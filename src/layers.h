@@ -113,9 +113,11 @@ typedef struct coupling_nn {
 typedef struct coupling_acts {
     real *r1, *r2, *h;
 } coupling_acts;
-/* slots: the threads its scratch has room for (0 counts as 1). */
+/* be: the kernels' settings; its thread count is also the threads the scratch has room
+ * for. */
 typedef struct nn_shape {
-    int batch, h, w, cin, width, cout, slots;
+    int batch, h, w, cin, width, cout;
+    const backend *be;
 } nn_shape;
 size_t coupling_nn_scratch(nn_shape s);
 /* z1 (rows, cin) contiguous. Runs image group by image group, one group per thread, so a

@@ -1,6 +1,5 @@
-/* model.c: hyperparameters -> the multi-scale flow, its parameters in one flat buffer, and
- * the passes over it: data-dependent init, encode (with log-det and prior terms), decode,
- * sampling and the training step with its reversible backward pass.
+/* model.c: hyperparameters -> the multi-scale flow and its parameters in one flat buffer
+ * (the passes over it are in flow.c).
  *
  * Structure (docs/MODEL.md states it exactly): level i squeezes its input u_i to s_i
  * (h_i, w_i, c_i), runs K flow steps (actnorm -> permutation -> coupling) to t_i, and for
@@ -12,12 +11,14 @@
  * Memory: the backward pass starts from the latents alone and rebuilds every step's input
  * from its output with the step's inverse, which also recomputes the coupling network's
  * activations that its backward needs; nothing is kept per step, so memory is flat in K.
- * With store_activations the forward pass keeps each step's activations instead. */
+ * With an activation memory (glow_ctx_set_activation_memory) the forward pass keeps some or
+ * all steps' activations instead. */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zlib.h>
 #include "layers.h"
 #include "model.h"
 
@@ -271,8 +272,7 @@ glow_model *glow_model_create(const glow_config *cfg) {
     build_table(m);
     if (m->n_tensors == 0 || !m->tensors) goto oom;
     m->params = malloc(sizeof(real) * m->n_params);
-    m->grads = calloc(m->n_params, sizeof(real));
-    if (!m->params || !m->grads) goto oom;
+    if (!m->params) goto oom;
     if (init_params(m) != GLOW_OK) {
         glow_model_free(m);
         return NULL;
@@ -286,13 +286,11 @@ oom:
 
 void glow_model_free(glow_model *m) {
     if (!m) return;
-    if (m->levels) workspace_free(m); /* before the levels: it frees their stores */
     if (m->levels)
         for (int i = 0; i < m->n_levels; i++) free(m->levels[i].steps);
     free(m->levels);
     free(m->tensors);
     free(m->params);
-    free(m->grads);
     free(m);
 }
 
@@ -300,7 +298,6 @@ const glow_config *glow_model_config(const glow_model *m) { return &m->cfg; }
 size_t glow_model_dim(const glow_model *m) { return m->dim; }
 size_t glow_model_n_params(const glow_model *m) { return m->n_params; }
 glow_real *glow_model_params(glow_model *m) { return m->params; }
-glow_real *glow_model_grads(glow_model *m) { return m->grads; }
 int glow_model_n_tensors(const glow_model *m) { return m->n_tensors; }
 const glow_tensor_info *glow_model_tensor(const glow_model *m, int i) {
     return i >= 0 && i < m->n_tensors ? &m->tensors[i] : NULL;
@@ -315,10 +312,6 @@ size_t glow_model_n_trainable(const glow_model *m) {
     for (int i = 0; i < m->n_tensors; i++)
         if (m->tensors[i].trainable) n += m->tensors[i].size;
     return n;
-}
-void glow_model_set_activation_memory(glow_model *m, size_t bytes) { m->activation_memory = bytes; }
-void glow_model_set_store_activations(glow_model *m, int store) {
-    m->activation_memory = store ? SIZE_MAX : 0;
 }
 
 int glow_model_check_fixed(const glow_model *m) {
@@ -339,4 +332,18 @@ int glow_model_check_fixed(const glow_model *m) {
         if (!ok) return glow_fail(GLOW_EFORMAT, "tensor %s is not a permutation of 0..%zu", t->name, n - 1);
     }
     return GLOW_OK;
+}
+
+uint32_t glow_model_fingerprint(const glow_model *m) {
+    uLong crc = crc32(0L, Z_NULL, 0);
+    const glow_config *cfg = glow_model_config(m);
+    int dims[] = {cfg->image_h, cfg->image_w, cfg->image_c, cfg->levels, cfg->depth, cfg->width,
+                  (int)cfg->coupling, (int)cfg->permutation, cfg->n_bits};
+    crc = crc32(crc, (const Bytef *)dims, sizeof dims);
+    const real *p = m->params;
+    for (size_t i = 0; i < m->n_params; i++) {
+        float v = (float)p[i]; /* the same fingerprint from the float and double builds */
+        crc = crc32(crc, (const Bytef *)&v, sizeof v);
+    }
+    return (uint32_t)crc;
 }

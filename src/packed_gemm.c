@@ -1,7 +1,7 @@
 /* packed_gemm.c: out = a W^T for the coupling network's forward pass and input gradients,
  * with W packed once per pass and the per-channel affine map (and ReLU) that follows each
- * convolution fused into the store: in float on AVX-512, or in bf16x3 on AMX (glow_set_matmul,
- * below), which also has the weight gradients (packed_gemm_tn). See kernels.h.
+ * convolution fused into the store: in float on AVX-512, or in bf16x3 on AMX (a context's matmul
+ * mode), which also has the weight gradients (packed_gemm_tn). See kernels.h.
  *
  * Why not OpenBLAS here: the network runs image group by image group (coupling.c), and for
  * every group OpenBLAS packs the same weights again, zeroes the output before summing into
@@ -21,13 +21,13 @@
 #define KBLOCK 32 /* k per AMX tile row: 32 bfloat16 = 64 bytes */
 #define SPLIT_KMAX 1024 /* the most k whose split rows gemm_bf16x3 keeps on its stack (64 KiB) */
 
-static int use_packed = -1; /* -1: not decided yet */
-static glow_matmul matmul = GLOW_MATMUL_FP32;
 
 /* bf16x3 for a product over k terms: below 48, padding k to whole tile rows ate the gain
  * (1.0x the float kernel at k = 18 and 36 on one core; 1.0-1.5x at k = 54, the more the
  * wider the output); above SPLIT_KMAX, float. Packing and product agree on it. */
-static int bf16x3_for(int k) { return matmul == GLOW_MATMUL_BF16X3 && k >= 48 && k <= SPLIT_KMAX; }
+static int bf16x3_for(const backend *be, int k) {
+    return be->matmul == GLOW_MATMUL_BF16X3 && k >= 48 && k <= SPLIT_KMAX;
+}
 
 /* k rounded up to whole AMX tile rows, so that both layouts fit in the same size */
 static int k_padded(int k) { return (k + KBLOCK - 1) / KBLOCK * KBLOCK; }
@@ -42,9 +42,9 @@ static float *panels(real *dst) {
 
 static void pack_bf16x3(real *dst, const real *w, int n, int k, int transposed); /* on AMX CPUs */
 
-void pack_weights(real *dst, const real *w, int n, int k, int transposed) {
+void pack_weights(const backend *be, real *dst, const real *w, int n, int k, int transposed) {
     if (sizeof(real) != sizeof(float)) return;
-    if (bf16x3_for(k)) {
+    if (bf16x3_for(be, k)) {
         pack_bf16x3(dst, w, n, k, transposed);
         return;
     }
@@ -72,21 +72,12 @@ void pack_weights(real *dst, const real *w, int n, int k, int transposed) {
 #include <sys/syscall.h>
 #include <unistd.h>
 
-static int supported(void) {
+int packed_supported(void) {
     __builtin_cpu_init();
     return sizeof(real) == sizeof(float) && __builtin_cpu_supports("avx512f");
 }
 
-int packed_available(void) {
-    if (use_packed < 0) use_packed = supported() && !getenv("GLOW_NO_PACKED");
-    return use_packed;
-}
-
-int packed_use(int on) {
-    int was = packed_available();
-    use_packed = on && supported();
-    return was;
-}
+int packed_default(void) { return packed_supported() && !getenv("GLOW_NO_PACKED"); }
 
 /* AMX-BF16 and AMX-TILE (CPUID 7.0 EDX bits 22, 24), AVX512-BF16 (7.1 EAX bit 5), and the
  * kernel's leave to use the tile registers (ARCH_REQ_XCOMP_PERM for XTILEDATA). */
@@ -99,23 +90,17 @@ static int amx_supported(void) {
     return syscall(SYS_arch_prctl, 0x1023 /* ARCH_REQ_XCOMP_PERM */, 18 /* XTILEDATA */) == 0;
 }
 
-int glow_set_matmul(glow_matmul m) {
-    if (m == GLOW_MATMUL_FP32) {
-        matmul = m;
-        return GLOW_OK;
-    }
+int backend_matmul_check(glow_matmul m, int packed) {
+    if (m == GLOW_MATMUL_FP32) return GLOW_OK;
     if (m != GLOW_MATMUL_BF16X3)
         return glow_fail(GLOW_EINVAL, "unknown matrix product precision %d", (int)m);
-    static int amx = -1;
+    static int amx = -1; /* the answer never changes; a race only asks twice */
     if (amx < 0) amx = amx_supported();
-    if (!packed_available() || !amx)
+    if (!packed || !amx)
         return glow_fail(GLOW_EINVAL, "bf16x3 matrix products need a float build on a CPU "
-                                               "with AMX-BF16 (and GLOW_NO_PACKED unset)");
-    matmul = m;
+                                      "with AMX-BF16 (and GLOW_NO_PACKED unset)");
     return GLOW_OK;
 }
-
-glow_matmul glow_get_matmul(void) { return matmul; }
 
 /* All eight tile registers as 16 rows of 64 bytes (this thread's, until _tile_release). */
 static __attribute__((target("amx-tile"))) void load_tile_config(void) {
@@ -291,9 +276,10 @@ ALL_TILES(TILE_FN)
 #define TILE_ENTRY(MR, NV) [MR][NV] = tile_##MR##_##NV,
 static tile_fn *const tiles[TILE_M + 1][5] = {ALL_TILES(TILE_ENTRY)};
 
-void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
-                 int n, int k, const real *shift, const real *scale, int flags) {
-    if (bf16x3_for(k)) {
+void packed_gemm(const backend *be, real *out, int ldo, const real *a, int lda,
+                 const real *packed, size_t rows, int n, int k, const real *shift,
+                 const real *scale, int flags) {
+    if (bf16x3_for(be, k)) {
         gemm_bf16x3((float *)out, ldo, (const float *)a, lda, (const uint16_t *)panels((real *)packed),
                     rows, n, k, (const float *)shift, (const float *)scale, flags);
         return;
@@ -473,9 +459,9 @@ gemm_tn_bf16x3(float *c, int ldc, const float *a, int lda, const float *b, int l
     _tile_release();
 }
 
-int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int ldb, size_t rows,
-                   int m, int n) {
-    if (matmul != GLOW_MATMUL_BF16X3 || m < 32 || n < 32 || rows < 64) return 0;
+int packed_gemm_tn(const backend *be, real *c, int ldc, const real *a, int lda, const real *b,
+                   int ldb, size_t rows, int m, int n) {
+    if (be->matmul != GLOW_MATMUL_BF16X3 || m < 32 || n < 32 || rows < 64) return 0;
     size_t need = ((size_t)(m + 15) / 16 + (n + 15) / 16) * 16 * TN_ROWS * 2; /* uint16s */
     if (need > tn_capacity) {
         uint16_t *grown = aligned_alloc(64, need * sizeof(uint16_t));
@@ -488,16 +474,16 @@ int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int 
     return 1;
 }
 #else
-int packed_available(void) { return 0; }
-int packed_use(int on) { return 0; }
+int packed_supported(void) { return 0; }
+int packed_default(void) { return 0; }
 static void pack_bf16x3(real *dst, const real *w, int n, int k, int transposed) {}
-int packed_gemm_tn(real *c, int ldc, const real *a, int lda, const real *b, int ldb, size_t rows,
-                   int m, int n) { return 0; }
-int glow_set_matmul(glow_matmul m) {
+int packed_gemm_tn(const backend *be, real *c, int ldc, const real *a, int lda, const real *b,
+                   int ldb, size_t rows, int m, int n) { return 0; }
+int backend_matmul_check(glow_matmul m, int packed) {
     if (m == GLOW_MATMUL_FP32) return GLOW_OK;
     return glow_fail(GLOW_EINVAL, "bf16x3 matrix products need an x86-64 build with AMX");
 }
-glow_matmul glow_get_matmul(void) { return GLOW_MATMUL_FP32; }
-void packed_gemm(real *out, int ldo, const real *a, int lda, const real *packed, size_t rows,
-                 int n, int k, const real *shift, const real *scale, int flags) {}
+void packed_gemm(const backend *be, real *out, int ldo, const real *a, int lda,
+                 const real *packed, size_t rows, int n, int k, const real *shift,
+                 const real *scale, int flags) {}
 #endif

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "test.h"
+#include "kernels.h"
 
 #define MAX_TESTS 512
 typedef struct { const char *name; test_fn fn; } test_entry;
@@ -61,6 +62,25 @@ static int by_name(const void *a, const void *b) {
     return strcmp(((const test_entry *)a)->name, ((const test_entry *)b)->name);
 }
 
+static glow_ctx *shared_ctx;
+static int ctx_made(void) { return shared_ctx != NULL; }
+
+glow_ctx *test_ctx(void) {
+    if (!shared_ctx && !(shared_ctx = glow_ctx_create(0))) {
+        fprintf(stderr, "%s\n", glow_last_error());
+        exit(1);
+    }
+    return shared_ctx;
+}
+
+const backend *test_backend(int threads) {
+    static backend bes[8];
+    if (threads < 1 || threads > 8) threads = 1;
+    backend *be = &bes[threads - 1];
+    *be = (backend){threads, GLOW_MATMUL_FP32, packed_default()};
+    return be;
+}
+
 int main(int argc, char **argv) {
     glow_tune_environment(argv); /* see glow.h */
     int passed = 0, failed = 0;
@@ -71,6 +91,11 @@ int main(int argc, char **argv) {
         for (int a = 1; a < argc; a++) selected |= strstr(tests[i].name, argv[a]) != NULL;
         if (!selected) continue;
         current_failed = 0;
+        if (ctx_made()) { /* each test starts from the default settings */
+            glow_ctx_set_threads(test_ctx(), 0);
+            glow_ctx_set_matmul(test_ctx(), GLOW_MATMUL_FP32);
+            glow_ctx_set_activation_memory(test_ctx(), 0);
+        }
         printf("  %-40s ", tests[i].name);
         fflush(stdout);
         tests[i].fn();
@@ -83,6 +108,7 @@ int main(int argc, char **argv) {
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
         if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", tmpdir);
     }
+    glow_ctx_free(shared_ctx);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

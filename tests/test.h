@@ -24,6 +24,12 @@ const char *test_tmpdir(void);
  * (128 + signal if killed); test_output() is the end of what it printed. */
 int test_run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 const char *test_output(void);
+/* The tests' compute context (all cores), made on first use. */
+glow_ctx *test_ctx(void);
+/* Kernel settings (kernels.h) for the layer and kernel tests: `threads` threads (1..8),
+ * float products, the packed kernels where the CPU has them. Copy one to change it. */
+struct backend;
+const struct backend *test_backend(int threads);
 
 #define TEST(name)                                                                   \
     static void test_##name(void);                                                   \

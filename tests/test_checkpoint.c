@@ -12,7 +12,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <zlib.h>
-#include "model.h"
+#include "flow.h"
 #include "test.h"
 
 #define BATCH 3
@@ -47,7 +47,7 @@ static int make_trained(trained *t, const model_case *c) {
     for (size_t i = 0; i < BATCH * d; i++) t->x[i] = (glow_real)(glow_rng_uniform(key, i) - 0.5);
     for (int b = 0; b < BATCH; b++) t->y[b] = c->n_classes ? (b + 1) % c->n_classes : 0;
     t->labels = c->n_classes ? t->y : NULL;
-    int rc = glow_model_init(t->m, t->x, t->labels, BATCH);
+    int rc = glow_model_init(test_ctx(), t->m, t->x, t->labels, BATCH);
     glow_optim_config oc;
     glow_optim_config_default(&oc);
     oc.lr = 1e-2, oc.warmup = 7, oc.grad_clip = 50, oc.polyak = 0.9;
@@ -56,9 +56,9 @@ static int make_trained(trained *t, const model_case *c) {
         rc = glow_optimizer_init(&t->opt, &oc, glow_model_n_params(t->m), glow_model_params(t->m));
     for (int s = 0; s < 3 && rc == GLOW_OK; s++) {
         glow_step_stats st;
-        rc = glow_model_train_step(t->m, t->x, t->labels, BATCH, &st, NULL);
+        rc = glow_model_train_step(test_ctx(), t->m, t->x, t->labels, BATCH, &st, NULL);
         if (rc == GLOW_OK)
-            rc = glow_optimizer_step(&t->opt, glow_model_params(t->m), glow_model_grads(t->m), NULL);
+            rc = glow_optimizer_step(&t->opt, glow_model_params(t->m), glow_ctx_grads(test_ctx()), NULL);
     }
     t->st = (glow_train_state){.step = 3, .epoch = 2, .batch_in_epoch = 17, .skipped = 1,
                                .data_seed = 0x123456789abcdef0ull, .batch = BATCH};
@@ -153,17 +153,17 @@ TEST(checkpoint_round_trip_exact) {
         }
         /* The same model: bit-identical log-likelihoods. */
         double lp0[BATCH], lp1[BATCH];
-        REQUIRE_OK(glow_model_log_prob(t.m, t.x, t.labels, BATCH, lp0, NULL));
-        REQUIRE_OK(glow_model_log_prob(m, t.x, t.labels, BATCH, lp1, NULL));
+        REQUIRE_OK(glow_model_log_prob(test_ctx(), t.m, t.x, t.labels, BATCH, lp0, NULL));
+        REQUIRE_OK(glow_model_log_prob(test_ctx(), m, t.x, t.labels, BATCH, lp1, NULL));
         for (int b = 0; b < BATCH; b++)
             CHECK(lp0[b] == lp1[b], "%s: log p %.17g after loading, %.17g before",
                   cases[k].name, lp1[b], lp0[b]);
         /* Training continues identically from the loaded state. */
         glow_step_stats s0, s1;
-        REQUIRE_OK(glow_model_train_step(t.m, t.x, t.labels, BATCH, &s0, NULL));
-        REQUIRE_OK(glow_optimizer_step(&t.opt, glow_model_params(t.m), glow_model_grads(t.m), NULL));
-        REQUIRE_OK(glow_model_train_step(m, t.x, t.labels, BATCH, &s1, NULL));
-        REQUIRE_OK(glow_optimizer_step(&o, glow_model_params(m), glow_model_grads(m), NULL));
+        REQUIRE_OK(glow_model_train_step(test_ctx(), t.m, t.x, t.labels, BATCH, &s0, NULL));
+        REQUIRE_OK(glow_optimizer_step(&t.opt, glow_model_params(t.m), glow_ctx_grads(test_ctx()), NULL));
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, t.x, t.labels, BATCH, &s1, NULL));
+        REQUIRE_OK(glow_optimizer_step(&o, glow_model_params(m), glow_ctx_grads(test_ctx()), NULL));
         CHECK(s0.loss == s1.loss && !memcmp(glow_model_params(m), glow_model_params(t.m),
                                             sizeof(glow_real) * n),
               "%s: training after loading diverges", cases[k].name);
@@ -539,7 +539,7 @@ TEST(checkpoint_python_reader) {
             glow_model *m = glow_checkpoint_load(path, avg, NULL, NULL);
             REQUIRE(m, "%s", glow_last_error());
             double lp[BATCH], bpd[BATCH];
-            REQUIRE_OK(glow_model_log_prob(m, t.x, t.labels, BATCH, lp, bpd));
+            REQUIRE_OK(glow_model_log_prob(test_ctx(), m, t.x, t.labels, BATCH, lp, bpd));
             glow_model_free(m);
             snprintf(cmd, sizeof cmd, "%s tools/glow_checkpoint.py '%s' --logp '%s' %s %s %s > '%s'",
                      py, path, xs, t.labels ? "--labels" : "", t.labels ? ys : "",
@@ -604,8 +604,8 @@ TEST(checkpoint_version1_loads_as_sigmoid) {
         CHECK(max_abs_diff(glow_model_params(m1), glow_model_params(t.m), n) == 0,
               "version 1 weights differ");
         double lp_saved[BATCH], lp_old[BATCH];
-        REQUIRE_OK(glow_model_log_prob(t.m, t.x, t.labels, BATCH, lp_saved, NULL));
-        REQUIRE_OK(glow_model_log_prob(m1, t.x, t.labels, BATCH, lp_old, NULL));
+        REQUIRE_OK(glow_model_log_prob(test_ctx(), t.m, t.x, t.labels, BATCH, lp_saved, NULL));
+        REQUIRE_OK(glow_model_log_prob(test_ctx(), m1, t.x, t.labels, BATCH, lp_old, NULL));
         /* the same numbers for a sigmoid model; another model (the sigmoid one) for tanh */
         int same = 1;
         for (int b = 0; b < BATCH; b++) same &= lp_saved[b] == lp_old[b];

@@ -140,17 +140,17 @@ TEST(kernel_conv3x3_backward) {
         check_close(SHAPE_MSG("dw without dx, dbias"), dw, dw0, nw, REL_TOL);
         /* dx from the weights packed for the backward pass: added to what is there, or
          * overwriting it (dx0 holds the gradient from zero). */
-        if (packed_available()) {
+        if (test_backend(1)->packed) {
             real *packed = malloc(sizeof(real) * conv3x3_packed_size(s.cin, s.cout));
-            conv3x3_pack(packed, w, s.cin, s.cout, 1);
+            conv3x3_pack(test_backend(1), packed, w, s.cin, s.cout, 1);
             fill(dx, nx, 60 + t), fill(dw, nw, 61 + t), fill(db, s.cout, 62 + t);
-            conv3x3_backward_packed(dx, 1, dw, db, dout, x, NULL, packed, s.batch, s.h, s.w,
+            conv3x3_backward_packed(test_backend(1), dx, 1, dw, db, dout, x, NULL, packed, s.batch, s.h, s.w,
                                     s.cin, s.cout, scratch);
             check_close(SHAPE_MSG("packed: dx"), dx, dx_ref, nx, REL_TOL);
             check_close(SHAPE_MSG("packed: dw"), dw, dw_ref, nw, REL_TOL);
             check_close(SHAPE_MSG("packed: dbias"), db, db_ref, s.cout, REL_TOL);
             fill(dx, nx, 60 + t);
-            conv3x3_backward_packed(dx, 0, dw, NULL, dout, x, NULL, packed, s.batch, s.h, s.w,
+            conv3x3_backward_packed(test_backend(1), dx, 0, dw, NULL, dout, x, NULL, packed, s.batch, s.h, s.w,
                                     s.cin, s.cout, scratch);
             check_close(SHAPE_MSG("packed: dx overwritten"), dx, dx0, nx, REL_TOL);
             free(packed);
@@ -262,11 +262,11 @@ TEST(kernel_conv1x1) {
         conv1x1_backward(NULL, dw, dout, x, w, rows, cin, cout);
         snprintf(what, sizeof what, "%zu x %d -> %d: dw without dx", rows, cin, cout);
         check_close(what, dw, dw_ref, (size_t)cout * cin, REL_TOL);
-        if (packed_available()) { /* dx from the weights packed for the backward pass */
+        if (test_backend(1)->packed) { /* dx from the weights packed for the backward pass */
             real *packed = malloc(sizeof(real) * packed_size(cin, cout));
-            pack_weights(packed, w, cin, cout, 1);
+            pack_weights(test_backend(1), packed, w, cin, cout, 1);
             fill(dx, rows * cin, 74 + t), fill(dw, (size_t)cout * cin, 75 + t);
-            conv1x1_backward_packed(dx, 1, dw, dout, x, NULL, packed, rows, cin, cout);
+            conv1x1_backward_packed(test_backend(1), dx, 1, dw, dout, x, NULL, packed, rows, cin, cout);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dx", rows, cin, cout);
             check_close(what, dx, dx_ref, rows * cin, REL_TOL);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dw", rows, cin, cout);
@@ -274,7 +274,7 @@ TEST(kernel_conv1x1) {
             /* without dx_add, dx = dout w: the reference's sum minus the prefill */
             real *prefill = new_filled(rows * cin, 74 + t);
             for (size_t i = 0; i < rows * cin; i++) dx_ref[i] -= prefill[i];
-            conv1x1_backward_packed(dx, 0, dw, dout, x, NULL, packed, rows, cin, cout);
+            conv1x1_backward_packed(test_backend(1), dx, 0, dw, dout, x, NULL, packed, rows, cin, cout);
             snprintf(what, sizeof what, "%zu x %d -> %d: packed dx overwritten", rows, cin, cout);
             check_close(what, dx, dx_ref, rows * cin, 10 * REL_TOL);
             free(prefill);
@@ -383,6 +383,8 @@ TEST(kernel_copy_columns) {
  * around the 16-column vector and the 64-column panel, row strides wider than the matrix,
  * and nothing written past n. */
 static void check_packed_gemm(glow_matmul matmul, double tol) {
+    backend be = *test_backend(1);
+    be.matmul = matmul;
     static const int sizes[][3] = {{1, 1, 1}, {5, 15, 3}, {6, 16, 18}, {7, 17, 128},
                                    {13, 63, 9}, {12, 64, 5}, {25, 65, 36}, {31, 130, 70},
                                    {17, 33, 64}, {9, 70, 47}, {20, 40, 48}, {40, 200, 1100}};
@@ -407,9 +409,9 @@ static void check_packed_gemm(glow_matmul matmul, double tol) {
                         ref[i * ldo + j] = j < n ? v : sentinel;
                         if (j >= n) out[i * ldo + j] = sentinel;
                     }
-                pack_weights(packed, w, n, k, transposed);
+                pack_weights(&be, packed, w, n, k, transposed);
                 int affine = mode == 1 || mode == 2;
-                packed_gemm(out, ldo, a, lda, packed, m, n, k, affine ? shift : NULL,
+                packed_gemm(&be, out, ldo, a, lda, packed, m, n, k, affine ? shift : NULL,
                             affine ? scale : NULL, mode == 2 ? PACKED_RELU : mode == 3 ? PACKED_ADD : 0);
                 char what[96];
                 snprintf(what, sizeof what, "%s packed gemm %dx%dx%d, %s%s",
@@ -421,7 +423,7 @@ static void check_packed_gemm(glow_matmul matmul, double tol) {
 }
 
 TEST(kernel_packed_gemm) {
-    if (!packed_available()) return;
+    if (!test_backend(1)->packed) return;
     check_packed_gemm(GLOW_MATMUL_FP32, REL_TOL);
 }
 
@@ -429,12 +431,11 @@ TEST(kernel_packed_gemm) {
  * tile row, the 48 below which float is used and the 1024 above which it is again.
  * 4e-5: bfloat16 alone (a dropped lo half) is off by ~2e-3. */
 TEST(kernel_packed_gemm_bf16x3) {
-    if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
+    if (backend_matmul_check(GLOW_MATMUL_BF16X3, test_backend(1)->packed) != GLOW_OK) {
         printf("  (skipped: %s)\n", glow_last_error());
         return;
     }
     check_packed_gemm(GLOW_MATMUL_BF16X3, 4e-5);
-    glow_set_matmul(GLOW_MATMUL_FP32);
 }
 
 /* Weight gradients on AMX (where the CPU has it): c += a^T b against naive sums, with row
@@ -442,10 +443,12 @@ TEST(kernel_packed_gemm_bf16x3) {
  * its groups of four, strides wider than the matrices, nothing written past n; and declined
  * (0, c untouched) outside bf16x3 or on shapes too small for it. */
 TEST(kernel_packed_gemm_tn_bf16x3) {
-    if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
+    if (backend_matmul_check(GLOW_MATMUL_BF16X3, test_backend(1)->packed) != GLOW_OK) {
         printf("  (skipped: %s)\n", glow_last_error());
         return;
     }
+    backend be = *test_backend(1);
+    be.matmul = GLOW_MATMUL_BF16X3;
     static const int sizes[][3] = {{64, 32, 32}, {100, 33, 47}, {129, 64, 200}, {300, 130, 70}, {31, 40, 40}};
     const real sentinel = (real)12345;
     for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
@@ -459,7 +462,7 @@ TEST(kernel_packed_gemm_tn_bf16x3) {
                 ref[i * ldc + j] = j < n ? (real)acc : sentinel;
                 if (j >= n) c[i * ldc + j] = sentinel;
             }
-        int done = packed_gemm_tn(c, ldc, a, lda, b, ldb, rows, m, n);
+        int done = packed_gemm_tn(&be, c, ldc, a, lda, b, ldb, rows, m, n);
         char what[96];
         snprintf(what, sizeof what, "bf16x3 c += a^T b, %d rows, %d x %d", rows, m, n);
         if (rows < 64) {
@@ -470,15 +473,14 @@ TEST(kernel_packed_gemm_tn_bf16x3) {
         }
         free(a), free(b), free(c), free(ref);
     }
-    glow_set_matmul(GLOW_MATMUL_FP32);
     real a[64 * 32] = {0}, c[32 * 32] = {0};
-    CHECK(!packed_gemm_tn(c, 32, a, 32, a, 32, 64, 32, 32), "taken in float mode");
+    CHECK(!packed_gemm_tn(test_backend(1), c, 32, a, 32, a, 32, 64, 32, 32), "taken in float mode");
 }
 
 /* The packed 3x3 convolution on both of its sides against the reference convolution
  * followed by the affine map and ReLU. */
 TEST(kernel_conv3x3_forward_packed) {
-    if (!packed_available()) return;
+    if (!test_backend(1)->packed) return;
     for (int t = 0; t < N_CONV_SHAPES; t++) {
         conv_shape s = conv_shapes[t];
         size_t rows = (size_t)s.batch * s.h * s.w;
@@ -487,14 +489,14 @@ TEST(kernel_conv3x3_forward_packed) {
         real *out = new_filled(rows * s.cout, 40 + t), *ref = malloc(sizeof(real) * rows * s.cout);
         real *scratch = malloc(sizeof(real) * conv3x3_scratch(rows, s.cin, s.cout));
         real *packed = malloc(sizeof(real) * conv3x3_packed_size(s.cin, s.cout));
-        conv3x3_pack(packed, w, s.cin, s.cout, 0);
+        conv3x3_pack(test_backend(1), packed, w, s.cin, s.cout, 0);
         for (int relu = 0; relu < 2; relu++) {
             conv3x3_forward_ref(ref, x, w, NULL, s.batch, s.h, s.w, s.cin, s.cout);
             for (size_t i = 0; i < rows * s.cout; i++) {
                 real v = (ref[i] + shift[i % s.cout]) * scale[i % s.cout];
                 ref[i] = relu && !(v > 0) ? 0 : v;
             }
-            conv3x3_forward_packed(out, x, packed, shift, scale, relu ? PACKED_RELU : 0, s.batch,
+            conv3x3_forward_packed(test_backend(1), out, x, packed, shift, scale, relu ? PACKED_RELU : 0, s.batch,
                                    s.h, s.w, s.cin, s.cout, scratch);
             char what[96];
             snprintf(what, sizeof what, "packed %dx%dx%dx%d -> %d%s", s.batch, s.h, s.w, s.cin,

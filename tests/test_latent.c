@@ -180,7 +180,7 @@ TEST(latent_manipulation_moves_toward_class) {
     for (int i = 0; i < N; i++)
         for (int k = 0; k < 10; k++) attrs[i * 10 + k] = train.labels[i] == k ? 1 : -1;
     glow_preprocess_center(x, train.pixels, N, 784, 8);
-    REQUIRE_OK(glow_model_encode(m, x, NULL, N, z, NULL));
+    REQUIRE_OK(glow_model_encode(test_ctx(), m, x, NULL, N, z, NULL));
     glow_directions dirs;
     REQUIRE_OK(glow_directions_compute(&dirs, z, N, 784, attrs, 10, (const char (*)[64])names));
     /* Move test images of class a along direction(b) - direction(a) with alpha = 1. */
@@ -196,9 +196,9 @@ TEST(latent_manipulation_moves_toward_class) {
             glow_real zi[784], moved[784];
             double one = 1.0;
             glow_preprocess_center(x, test.pixels + (size_t)i * 784, 1, 784, 8);
-            REQUIRE_OK(glow_model_encode(m, x, NULL, 1, zi, NULL));
+            REQUIRE_OK(glow_model_encode(test_ctx(), m, x, NULL, 1, zi, NULL));
             glow_latent_shift(moved, zi, dir, &one, 1, 784);
-            REQUIRE_OK(glow_model_decode(m, moved, NULL, 1, x, NULL));
+            REQUIRE_OK(glow_model_decode(test_ctx(), m, moved, NULL, 1, x, NULL));
             glow_postprocess(out, x, 1, 784, 8);
             before_b += class_probs(p, test.pixels + (size_t)i * 784, means, 2e5) == b;
             p_before += p[b];

@@ -675,7 +675,7 @@ TEST(layer_coupling_nn) {
     if (!IS_DOUBLE) return; /* a gradient check only */
     pool p = {0};
     nn_case t;
-    t.s = (nn_shape){2, 3, 4, 2, 5, 4, 2};
+    t.s = (nn_shape){2, 3, 4, 2, 5, 4, test_backend(2)};
     size_t rows = (size_t)t.s.batch * t.s.h * t.s.w;
     t.nn = nn_alloc(&p, t.s, 40);
     coupling_nn dnn = nn_alloc(&p, t.s, 60), dnn0 = nn_alloc(&p, t.s, 60);
@@ -724,7 +724,7 @@ static int canary_intact(const real *scratch, size_t n) {
  * short last group. */
 TEST(layer_coupling_nn_groups) {
     pool p = {0};
-    nn_shape s = {300, 8, 8, 2, 16, 4, 1};
+    nn_shape s = {300, 8, 8, 2, 16, 4, test_backend(1)};
     size_t image = (size_t)s.h * s.w, rows = s.batch * image, n_params = 0, sz[9];
     nn_sizes(sz, s);
     for (int i = 0; i < 9; i++) n_params += sz[i];
@@ -751,7 +751,7 @@ TEST(layer_coupling_nn_groups) {
     double tol = IS_DOUBLE ? 1e-12 : 1e-4;
     real *two_slot_h = pool_reals(&p, rows * s.cout), *two_slot_dz1 = NULL, *two_slot_grad = NULL;
     for (int slots = 1; slots <= 3; slots++) {
-        s.slots = slots;
+        s.be = test_backend(slots);
         size_t n_scratch = coupling_nn_scratch(s);
         real *scratch = scratch_with_canary(&p, n_scratch);
         coupling_acts got = {pool_reals(&p, rows * s.width), pool_reals(&p, rows * s.width),
@@ -793,8 +793,9 @@ TEST(layer_coupling_nn_groups) {
  * activations and gradients: both sides of each 3x3 convolution, widths past one
  * 64-channel panel. */
 TEST(layer_coupling_nn_packed) {
-    if (!packed_available()) return;
-    static const nn_shape shapes[] = {{7, 5, 5, 3, 80, 6, 2}, {3, 4, 4, 8, 4, 16, 1}};
+    if (!test_backend(1)->packed) return;
+    backend be[2] = {*test_backend(2), *test_backend(1)};
+    const nn_shape shapes[] = {{7, 5, 5, 3, 80, 6, &be[0]}, {3, 4, 4, 8, 4, 16, &be[1]}};
     for (int t = 0; t < 2; t++) {
         pool p = {0};
         nn_shape s = shapes[t];
@@ -811,7 +812,7 @@ TEST(layer_coupling_nn_packed) {
         real *dh = filled(&p, rows * s.cout, 97 + t, -1, 1), *dh_work = pool_reals(&p, rows * s.cout);
         real *grads[2], *dz1[2];
         for (int plain = 0; plain < 2; plain++) {
-            packed_use(!plain);
+            be[t].packed = !plain;
             coupling_acts *acts = plain ? &want : &got;
             coupling_nn_forward(acts, &nn, z1, s, scratch);
             grads[plain] = pool_reals(&p, n_params), dz1[plain] = pool_reals(&p, rows * s.cin);
@@ -821,7 +822,6 @@ TEST(layer_coupling_nn_packed) {
             memcpy(dh_work, dh, sizeof(real) * rows * s.cout);
             coupling_nn_backward(dz1[plain], &dnn, dh_work, acts, &nn, z1, s, scratch);
         }
-        packed_use(1);
         const real *g[5] = {got.r1, got.r2, got.h, dz1[0], grads[0]};
         const real *w[5] = {want.r1, want.r2, want.h, dz1[1], grads[1]};
         size_t n[5] = {rows * s.width, rows * s.width, rows * s.cout, rows * s.cin, n_params};
@@ -846,7 +846,7 @@ TEST(layer_coupling_rebuild_backward) {
         glow_affine_scale scale = kind == 2 ? GLOW_SCALE_TANH : GLOW_SCALE_SIGMOID;
         pool p = {0};
         int c = 4;
-        nn_shape s = {300, 8, 8, c / 2, 16, coupling_nn_out(coupling, c), 1};
+        nn_shape s = {300, 8, 8, c / 2, 16, coupling_nn_out(coupling, c), test_backend(1)};
         size_t rows = (size_t)s.batch * s.h * s.w, n_params = 0, sz[9];
         nn_sizes(sz, s);
         for (int i = 0; i < 9; i++) n_params += sz[i];
@@ -877,7 +877,7 @@ TEST(layer_coupling_rebuild_backward) {
         for (int known = 0; known < 2; known++) {
             real *two_slot_dx = NULL, *two_slot_grad = NULL;
             for (int slots = 1; slots <= 3; slots++) {
-                s.slots = slots;
+                s.be = test_backend(slots);
                 size_t n_scratch = coupling_nn_scratch(s);
                 real *scratch = scratch_with_canary(&p, n_scratch);
                 real *x = pool_reals(&p, rows * c), *dx = pool_reals(&p, rows * c);
@@ -921,7 +921,7 @@ TEST(layer_coupling_rebuild_backward) {
  * network outputs 0: the coupling starts as (nearly) the identity. */
 TEST(layer_coupling_nn_init) {
     pool p = {0};
-    nn_shape s = {3, 4, 5, 3, 6, 6, 2};
+    nn_shape s = {3, 4, 5, 3, 6, 6, test_backend(2)};
     size_t rows = (size_t)s.batch * s.h * s.w;
     coupling_nn nn = nn_alloc(&p, s, 70);
     memset(nn.w3, 0, sizeof(real) * s.cout * 9 * s.width);

@@ -4,7 +4,7 @@
  * backward against stored-activation backward, and bad hyperparameters. */
 #include <stdlib.h>
 #include <string.h>
-#include "model.h"
+#include "flow.h"
 #include "test.h"
 
 static const model_case cases[] = {
@@ -33,7 +33,7 @@ static glow_model *make_model_moved(const model_case *t, glow_real *x, int *y, d
     uint64_t key = glow_rng_key(42, 1, 0, 0);
     for (size_t i = 0; i < BATCH * d; i++) x[i] = (glow_real)(glow_rng_uniform(key, i) - 0.5);
     for (int b = 0; b < BATCH; b++) y[b] = t->n_classes ? b % t->n_classes : 0;
-    if (glow_model_init(m, x, t->n_classes ? y : NULL, BATCH) != GLOW_OK) {
+    if (glow_model_init(test_ctx(), m, x, t->n_classes ? y : NULL, BATCH) != GLOW_OK) {
         glow_model_free(m);
         return NULL;
     }
@@ -63,16 +63,16 @@ TEST(model_inverse_exact) {
         REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
         const int *labels = cases[t].n_classes ? y : NULL;
         double ld_fwd[BATCH], ld_inv[BATCH];
-        REQUIRE_OK(glow_model_encode(m, x, labels, BATCH, z, ld_fwd));
-        REQUIRE_OK(glow_model_decode(m, z, labels, BATCH, x2, ld_inv));
+        REQUIRE_OK(glow_model_encode(test_ctx(), m, x, labels, BATCH, z, ld_fwd));
+        REQUIRE_OK(glow_model_decode(test_ctx(), m, z, labels, BATCH, x2, ld_inv));
         double err = max_abs_diff(x, x2, BATCH * d);
         CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: decode(encode(x)) differs by %g", cases[t].name, err);
         for (int b = 0; b < BATCH; b++)
             CHECK(fabs(ld_fwd[b] - ld_inv[b]) < (IS_DOUBLE ? 1e-9 : 1e-3) * (1 + fabs(ld_fwd[b])),
                   "%s: log-det forward %.10g, inverse %.10g", cases[t].name, ld_fwd[b], ld_inv[b]);
         /* Sampling at temperature 0 decodes the prior means: finite, and deterministic. */
-        REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x));
-        REQUIRE_OK(glow_model_sample(m, labels, BATCH, 0.7, 5, x2));
+        REQUIRE_OK(glow_model_sample(test_ctx(), m, labels, BATCH, 0.7, 5, x));
+        REQUIRE_OK(glow_model_sample(test_ctx(), m, labels, BATCH, 0.7, 5, x2));
         CHECK(max_abs_diff(x, x2, BATCH * d) == 0, "%s: sampling is not deterministic", cases[t].name);
         glow_model_free(m);
         free(x), free(z), free(x2);
@@ -88,9 +88,9 @@ static double brute_logdet(glow_model *m, glow_real *x, const int *y, size_t d) 
     for (size_t i = 0; i < d; i++) {
         glow_real keep = x[i];
         x[i] = keep + eps;
-        glow_model_encode(m, x, y, 1, zp, NULL);
+        glow_model_encode(test_ctx(), m, x, y, 1, zp, NULL);
         x[i] = keep - eps;
-        glow_model_encode(m, x, y, 1, zm, NULL);
+        glow_model_encode(test_ctx(), m, x, y, 1, zm, NULL);
         x[i] = keep;
         for (size_t j = 0; j < d; j++) jac[j * d + i] = ((double)zp[j] - zm[j]) / (2 * eps);
     }
@@ -125,7 +125,7 @@ TEST(model_logdet_brute_force) {
         REQUIRE(m, "%s: %s", cases[t].name, glow_last_error());
         const int *labels = cases[t].n_classes ? y : NULL;
         double ld;
-        REQUIRE_OK(glow_model_encode(m, x, labels, 1, z, &ld));
+        REQUIRE_OK(glow_model_encode(test_ctx(), m, x, labels, 1, z, &ld));
         double bf = brute_logdet(m, x, labels, d);
         double tol = IS_DOUBLE ? 1e-6 * (1 + fabs(ld)) : 2e-2 * (1 + fabs(ld));
         CHECK(fabs(ld - bf) < tol, "%s: log-det %.10g, brute force %.10g", cases[t].name, ld, bf);
@@ -149,8 +149,8 @@ TEST(model_gradients_finite_difference) {
         size_t n = glow_model_n_params(m);
         glow_real *grad = malloc(sizeof(glow_real) * n), *p = glow_model_params(m);
         glow_step_stats st;
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &st, dx));
-        memcpy(grad, glow_model_grads(m), sizeof(glow_real) * n);
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, labels, BATCH, &st, dx));
+        memcpy(grad, glow_ctx_grads(test_ctx()), sizeof(glow_real) * n);
         const double eps = 1e-5;
         double worst = 0;
         const char *worst_name = "";
@@ -166,9 +166,9 @@ TEST(model_gradients_finite_difference) {
                 glow_real keep = base[j];
                 glow_step_stats a, b;
                 base[j] = keep + eps;
-                REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &a, NULL));
+                REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, labels, BATCH, &a, NULL));
                 base[j] = keep - eps;
-                REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &b, NULL));
+                REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, labels, BATCH, &b, NULL));
                 base[j] = keep;
                 double fd = (a.loss - b.loss) / (2 * eps), an = g[j];
                 /* relative error, with a floor well above the differences' rounding (~1e-10) */
@@ -208,8 +208,9 @@ TEST(model_rebuilt_backward_equals_stored) {
         size_t n = glow_model_n_params(m);
         glow_real *g1 = malloc(sizeof(glow_real) * n);
         glow_step_stats s1, s2;
-        REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s1, dx1));
-        memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+        glow_ctx_set_activation_memory(test_ctx(), 0); /* the last case's setting */
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, labels, BATCH, &s1, dx1));
+        memcpy(g1, glow_ctx_grads(test_ctx()), sizeof(glow_real) * n);
         CHECK(s1.kept_steps == 0, "%s: %d steps kept by default", cases[t].name, s1.kept_steps);
         CHECK(s1.max_rebuild_error < (IS_DOUBLE ? 1e-12 : 1e-5), "%s: rebuilt input off by %g",
               cases[t].name, s1.max_rebuild_error);
@@ -219,13 +220,13 @@ TEST(model_rebuilt_backward_equals_stored) {
         for (int mode = 0; mode < 2; mode++) {
             /* room for `part` of the last level's steps, one byte short of one more */
             size_t memory = (part + 1) * step_bytes(&cfg, top, BATCH) - 1;
-            if (mode == 0) glow_model_set_activation_memory(m, memory);
-            else glow_model_set_store_activations(m, 1);
-            REQUIRE_OK(glow_model_train_step(m, x, labels, BATCH, &s2, dx2));
+            if (mode == 0) glow_ctx_set_activation_memory(test_ctx(), memory);
+            else glow_ctx_set_activation_memory(test_ctx(), SIZE_MAX);
+            REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, labels, BATCH, &s2, dx2));
             const char *name = mode ? "stored" : "partly kept";
             CHECK(s2.kept_steps == (mode ? all : part), "%s, %s: %d steps kept, expected %d",
                   cases[t].name, name, s2.kept_steps, mode ? all : part);
-            double dg = max_abs_diff(g1, glow_model_grads(m), n), ddx = max_abs_diff(dx1, dx2, BATCH * d);
+            double dg = max_abs_diff(g1, glow_ctx_grads(test_ctx()), n), ddx = max_abs_diff(dx1, dx2, BATCH * d);
             double tol = IS_DOUBLE ? 1e-10 : 1e-4;
             CHECK(dg <= tol * (1 + scale), "%s, %s: parameter gradients differ by %g (scale %g)",
                   cases[t].name, name, dg, scale);
@@ -246,11 +247,11 @@ TEST(model_rebuilt_backward_equals_stored) {
 TEST(model_bf16x3_matches_float) {
     static const model_case wide = {"16x16x3 L2 affine width 96", 16, 16, 3, 2, 2, 96, GLOW_AFFINE,
                                     GLOW_INVCONV_LU, 1, 0, 0, 0, 0};
-    if (glow_set_matmul(GLOW_MATMUL_BF16X3) != GLOW_OK) {
+    if (glow_ctx_set_matmul(test_ctx(), GLOW_MATMUL_BF16X3) != GLOW_OK) {
         printf("  (skipped: %s)\n", glow_last_error());
         return;
     }
-    glow_set_matmul(GLOW_MATMUL_FP32);
+    glow_ctx_set_matmul(test_ctx(), GLOW_MATMUL_FP32);
     enum { D = 16 * 16 * 3 };
     glow_real x[BATCH * D], z[2][BATCH * D], x2[BATCH * D], dx[2][BATCH * D];
     double ld[2][BATCH];
@@ -263,17 +264,17 @@ TEST(model_bf16x3_matches_float) {
     size_t n = glow_model_n_params(m);
     glow_real *g[2] = {malloc(sizeof(glow_real) * n), malloc(sizeof(glow_real) * n)};
     for (int mode = 0; mode < 2; mode++) {
-        REQUIRE_OK(glow_set_matmul(mode ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32));
-        REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z[mode], ld[mode]));
-        REQUIRE_OK(glow_model_decode(m, z[mode], NULL, BATCH, x2, NULL));
+        REQUIRE_OK(glow_ctx_set_matmul(test_ctx(), mode ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32));
+        REQUIRE_OK(glow_model_encode(test_ctx(), m, x, NULL, BATCH, z[mode], ld[mode]));
+        REQUIRE_OK(glow_model_decode(test_ctx(), m, z[mode], NULL, BATCH, x2, NULL));
         double err = max_abs_diff(x, x2, BATCH * D);
         CHECK(err < 1e-5, "%s: decode(encode(x)) differs by %g", mode ? "bf16x3" : "float", err);
-        REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st[mode], dx[mode]));
-        memcpy(g[mode], glow_model_grads(m), sizeof(glow_real) * n);
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &st[mode], dx[mode]));
+        memcpy(g[mode], glow_ctx_grads(test_ctx()), sizeof(glow_real) * n);
         CHECK(st[mode].max_rebuild_error < 1e-5, "%s: rebuilt input off by %g",
               mode ? "bf16x3" : "float", st[mode].max_rebuild_error);
     }
-    glow_set_matmul(GLOW_MATMUL_FP32);
+    glow_ctx_set_matmul(test_ctx(), GLOW_MATMUL_FP32);
     double dz = max_abs_diff(z[0], z[1], BATCH * D), scale = 0;
     CHECK(dz > 0, "bf16x3 latents identical to float's: the mode did nothing");
     CHECK(dz < 1e-4, "bf16x3 latents differ from float's by %g", dz);
@@ -300,9 +301,9 @@ TEST(model_log_prob_matches_train_loss) {
     glow_model *m = make_model(t, x, y);
     REQUIRE(m, "%s", glow_last_error());
     double logp[BATCH], bpd[BATCH], mean = 0;
-    REQUIRE_OK(glow_model_log_prob(m, x, NULL, BATCH, logp, bpd));
+    REQUIRE_OK(glow_model_log_prob(test_ctx(), m, x, NULL, BATCH, logp, bpd));
     glow_step_stats st;
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &st, NULL));
     for (int b = 0; b < BATCH; b++) {
         mean += bpd[b] / BATCH;
         CHECK(fabs(bpd[b] + logp[b] / (d * log(2.0))) < 1e-9, "bpd and log p disagree");
@@ -349,10 +350,10 @@ TEST(model_bad_hyperparameters) {
     REQUIRE(m, "%s", glow_last_error());
     glow_real x[784] = {0};
     int y = 12;
-    CHECK(glow_model_init(m, x, &y, 1) != GLOW_OK && strstr(glow_last_error(), "label"), "label 12: %s", glow_last_error());
-    CHECK(glow_model_init(m, x, NULL, 1) != GLOW_OK, "missing labels accepted");
+    CHECK(glow_model_init(test_ctx(), m, x, &y, 1) != GLOW_OK && strstr(glow_last_error(), "label"), "label 12: %s", glow_last_error());
+    CHECK(glow_model_init(test_ctx(), m, x, NULL, 1) != GLOW_OK, "missing labels accepted");
     y = 1;
-    CHECK(glow_model_init(m, x, &y, 0) != GLOW_OK && strstr(glow_last_error(), "batch"), "batch 0: %s", glow_last_error());
+    CHECK(glow_model_init(test_ctx(), m, x, &y, 0) != GLOW_OK && strstr(glow_last_error(), "batch"), "batch 0: %s", glow_last_error());
     glow_model_free(m);
 }
 
@@ -389,27 +390,27 @@ TEST(model_rebuild_drift_redoes_step_exactly) {
     const glow_tensor_info *ti = glow_model_tensor(m, i);
     for (size_t j = 1; j < ti->size; j += 2) glow_model_params(m)[ti->offset + j] = -40; /* scale ~ 1e-18 */
     glow_step_stats s1, s2;
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s1, dx1));
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &s1, dx1));
     size_t n = glow_model_n_params(m);
     glow_real *g1 = malloc(sizeof(glow_real) * n);
-    memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
+    memcpy(g1, glow_ctx_grads(test_ctx()), sizeof(glow_real) * n);
     CHECK(s1.recomputed == 1 && s1.max_rebuild_error > 1e-4, "drift %g not detected", s1.max_rebuild_error);
     CHECK(s1.kept_steps == 0, "the redone step kept %d steps' activations", s1.kept_steps);
-    CHECK(m->levels[0].inputs == NULL, "the kept inputs' memory is still held after the step");
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s2, dx2));
-    CHECK(s2.recomputed == 1 && max_abs_diff(g1, glow_model_grads(m), n) == 0 &&
+    CHECK(test_ctx()->ws.inputs[0] == NULL, "the kept inputs' memory is still held after the step");
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &s2, dx2));
+    CHECK(s2.recomputed == 1 && max_abs_diff(g1, glow_ctx_grads(test_ctx()), n) == 0 &&
           max_abs_diff(dx1, dx2, BATCH * 16) == 0, "the next step: redone %d, gradients differ",
           s2.recomputed);
-    glow_model_set_store_activations(m, 1);
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s2, dx2));
+    glow_ctx_set_activation_memory(test_ctx(), SIZE_MAX);
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &s2, dx2));
     CHECK(!s2.recomputed, "kept every activation, yet redone");
     /* The same arithmetic on the same exact inputs, summed in another order (image group by
      * group): a rebuilt input through a scale of 1e-18 would be off by far more. */
     double tol = IS_DOUBLE ? 1e-12 : 1e-5, scale = 0;
     for (size_t j = 0; j < n; j++) scale = fmax(scale, fabs(g1[j]));
-    CHECK(max_abs_diff(g1, glow_model_grads(m), n) <= tol * (1 + scale) &&
+    CHECK(max_abs_diff(g1, glow_ctx_grads(test_ctx()), n) <= tol * (1 + scale) &&
           max_abs_diff(dx1, dx2, BATCH * 16) <= tol, "fallback gradients differ from the stored "
-          "path's by %g (scale %g), dx by %g", max_abs_diff(g1, glow_model_grads(m), n), scale,
+          "path's by %g (scale %g), dx by %g", max_abs_diff(g1, glow_ctx_grads(test_ctx()), n), scale,
           max_abs_diff(dx1, dx2, BATCH * 16));
     free(g1);
     glow_model_free(m);
@@ -429,19 +430,19 @@ TEST(model_kept_step_stops_drift) {
     const glow_tensor_info *ti = glow_model_tensor(m, i);
     for (size_t j = 1; j < ti->size; j += 2) glow_model_params(m)[ti->offset + j] = -40;
     glow_step_stats s1, s2;
-    glow_model_set_activation_memory(m, step_bytes(&cfg, 0, BATCH));
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s1, dx1));
+    glow_ctx_set_activation_memory(test_ctx(), step_bytes(&cfg, 0, BATCH));
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &s1, dx1));
     CHECK(s1.kept_steps == 1, "%d steps kept, expected 1", s1.kept_steps);
     CHECK(s1.recomputed == 0 && s1.max_rebuild_error < 1e-5, "drift %g with step 0 kept",
           s1.max_rebuild_error);
     size_t n = glow_model_n_params(m);
     glow_real *g1 = malloc(sizeof(glow_real) * n);
-    memcpy(g1, glow_model_grads(m), sizeof(glow_real) * n);
-    glow_model_set_store_activations(m, 1);
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &s2, dx2));
+    memcpy(g1, glow_ctx_grads(test_ctx()), sizeof(glow_real) * n);
+    glow_ctx_set_activation_memory(test_ctx(), SIZE_MAX);
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &s2, dx2));
     double tol = IS_DOUBLE ? 1e-10 : 1e-4, scale = 0;
     for (size_t j = 0; j < n; j++) scale = fmax(scale, fabs(g1[j]));
-    CHECK(max_abs_diff(g1, glow_model_grads(m), n) <= tol * (1 + scale) &&
+    CHECK(max_abs_diff(g1, glow_ctx_grads(test_ctx()), n) <= tol * (1 + scale) &&
           max_abs_diff(dx1, dx2, BATCH * 16) <= tol, "gradients differ from the stored path's");
     free(g1);
     glow_model_free(m);
@@ -460,9 +461,9 @@ TEST(model_rebuild_nan_redoes_step) {
     const glow_tensor_info *ti = glow_model_tensor(m, i);
     glow_model_params(m)[ti->offset + 1] = -2000; /* one scale channel: sigmoid(-1998) == 0 */
     glow_step_stats st;
-    REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+    REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &st, NULL));
     CHECK(st.recomputed == 1 && !isfinite(st.max_rebuild_error), "rebuild %g, recomputed %d", st.max_rebuild_error, st.recomputed);
-    const glow_real *g = glow_model_grads(m);
+    const glow_real *g = glow_ctx_grads(test_ctx());
     size_t bad = 0;
     for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
     CHECK(isfinite(st.loss) && bad == 0, "loss %g, %zu non-finite gradients", st.loss, bad);
@@ -478,7 +479,7 @@ static void set_tensor(glow_model *m, const char *name, size_t first, size_t str
 }
 
 static size_t non_finite_grads(glow_model *m) {
-    const glow_real *g = glow_model_grads(m);
+    const glow_real *g = glow_ctx_grads(test_ctx());
     size_t bad = 0;
     for (size_t j = 0; j < glow_model_n_params(m); j++) bad += !isfinite(g[j]);
     return bad;
@@ -504,11 +505,11 @@ TEST(model_scale_collapse) {
         set_tensor(m, "level0.step0.coupling.conv3.bias", 1, 2, -100);
         const char *name = sigmoid ? "sigmoid" : "tanh";
         double logp[BATCH];
-        REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z, NULL));
-        REQUIRE_OK(glow_model_decode(m, z, NULL, BATCH, x2, NULL));
-        REQUIRE_OK(glow_model_log_prob(m, x, NULL, BATCH, logp, NULL));
+        REQUIRE_OK(glow_model_encode(test_ctx(), m, x, NULL, BATCH, z, NULL));
+        REQUIRE_OK(glow_model_decode(test_ctx(), m, z, NULL, BATCH, x2, NULL));
+        REQUIRE_OK(glow_model_log_prob(test_ctx(), m, x, NULL, BATCH, logp, NULL));
         glow_step_stats st;
-        REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &st, NULL));
         double err = max_abs_diff(x, x2, BATCH * D), want_logs = sigmoid ? -98 : -1;
         CHECK(fabs(st.level[0].min_coupling_logs - want_logs) < 1e-3,
               "%s: level 0's smallest coupling log-scale %g, expected %g", name,
@@ -559,7 +560,7 @@ TEST(model_prior_collapse) {
         set_tensor(m, "level0.prior.bias", 1, 2, -50); /* v = -50 */
         const char *name = paper ? "free" : "tanh";
         glow_step_stats st;
-        REQUIRE_OK(glow_model_train_step(m, x, NULL, BATCH, &st, NULL));
+        REQUIRE_OK(glow_model_train_step(test_ctx(), m, x, NULL, BATCH, &st, NULL));
         double want = paper ? -50 : 3 * tanh(-50 / 3.0);
         CHECK(fabs(st.level[0].min_prior_logs - want) < 1e-5, "%s: level 0's smallest prior log "
               "std %g, expected %g", name, st.level[0].min_prior_logs, want);
@@ -569,8 +570,8 @@ TEST(model_prior_collapse) {
             CHECK(IS_DOUBLE || bad > 0, "free: the float gradients did not overflow");
         } else {
             CHECK(st.bpd < 1e4 && bad == 0, "tanh: bits/dim %g, %zu non-finite gradients", st.bpd, bad);
-            REQUIRE_OK(glow_model_encode(m, x, NULL, BATCH, z, NULL));
-            REQUIRE_OK(glow_model_decode(m, z, NULL, BATCH, x2, NULL));
+            REQUIRE_OK(glow_model_encode(test_ctx(), m, x, NULL, BATCH, z, NULL));
+            REQUIRE_OK(glow_model_decode(test_ctx(), m, z, NULL, BATCH, x2, NULL));
             double err = max_abs_diff(x, x2, BATCH * D);
             CHECK(err < (IS_DOUBLE ? 1e-12 : 1e-5), "tanh: decode(encode(x)) differs by %g", err);
         }
