@@ -15,7 +15,7 @@ BLASLIB := -lopenblas
 endif
 LDLIBS  += $(BLASLIB) -lpng -ljpeg -lz -lm -fopenmp
 
-SRC     := $(wildcard src/*.c)
+SRC     := $(wildcard src/*.c src/cpu/*.c)
 CLI     := $(wildcard cli/*.c)
 TESTS   := $(wildcard tests/*.c)
 BUILD   := build
@@ -45,9 +45,9 @@ $(BUILD)/t64/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/
 	$(CC) $(CFLAGS) -DGLOW_REAL=double -c $< -o $@
 
 $(BUILD)/libglow.a: $(OBJ32)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 $(BUILD)/libglow_f64.a: $(OBJ64)
-	ar rcs $@ $^
+	rm -f $@ && ar rcs $@ $^
 
 glow: $(CLIOBJ) $(BUILD)/libglow.a
 	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) -o $@

@@ -15,7 +15,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 #include <zlib.h>
-#include "glow.h"
+#include "backend.h"
 
 /* glow_rng_key purpose of the epoch shuffle ("shuf"). */
 #define RNG_PURPOSE_SHUFFLE 0x73687566u
@@ -533,6 +533,29 @@ static int folder_image(uint8_t *slot, int *channels, const char *path, int size
     return GLOW_OK;
 }
 
+/* Decoding one image of a folder, for parallel_for. */
+typedef struct folder_job {
+    glow_dataset *d;
+    const char *dir;
+    int size, h, w;
+    uint8_t *chans;
+    int *status;
+} folder_job;
+
+static int folder_image_at(const folder_job *j, int i) {
+    char path[PATH_MAX_LEN];
+    int ch = 0, r = join(path, j->dir, j->d->names[i]);
+    if (r == GLOW_OK)
+        r = folder_image(j->d->pixels + (size_t)j->h * j->w * 3 * i, &ch, path, j->size, j->h, j->w);
+    j->chans[i] = (uint8_t)ch;
+    return r;
+}
+
+static void decode_one(void *arg, int i) {
+    folder_job *j = arg;
+    j->status[i] = folder_image_at(j, i);
+}
+
 static int folder_load(glow_dataset *d, const char *dir, int size) {
     int rc = list_images(dir, &d->names, &d->n);
     if (rc != GLOW_OK) return rc;
@@ -550,34 +573,24 @@ static int folder_load(glow_dataset *d, const char *dir, int size) {
     }
     size_t slot = (size_t)h * w * 3;
     uint8_t *chans = malloc((size_t)d->n);
+    int *status = malloc(sizeof(int) * d->n);
     d->pixels = malloc(slot * d->n);
-    if (!chans || !d->pixels) {
-        free(chans);
+    if (!chans || !status || !d->pixels) {
+        free(chans), free(status);
         return glow_fail(GLOW_ENOMEM, "%s: out of memory for %d images of %dx%d", dir, d->n, h, w);
     }
     d->h = h, d->w = w;
     /* Decoding dominates (CelebA: 200k JPEGs), so images are decoded in parallel; the
-     * failure reported is the one of the first bad file in name order. */
-    int first_bad = d->n;
-    char msg[512] = "";
-    #pragma omp parallel for schedule(dynamic, 16)
-    for (int i = 0; i < d->n; i++) {
-        char path[PATH_MAX_LEN];
-        int ch = 0, r = join(path, dir, d->names[i]);
-        if (r == GLOW_OK) r = folder_image(d->pixels + slot * i, &ch, path, size, h, w);
-        chans[i] = (uint8_t)ch;
-        if (r != GLOW_OK) {
-            #pragma omp critical(glow_data_folder)
-            if (i < first_bad) {
-                first_bad = i, rc = r;
-                snprintf(msg, sizeof msg, "%s", glow_last_error());
-            }
-        }
-    }
+     * failure reported is the one of the first bad file in name order, decoded again here
+     * for its message (the workers' messages are their threads'). */
+    folder_job job = {d, dir, size, h, w, chans, status};
+    parallel_for(d->n, decode_one, &job);
+    for (int i = 0; i < d->n && rc == GLOW_OK; i++)
+        if (status[i] != GLOW_OK) rc = folder_image_at(&job, i);
     int all_gray = 1;
     for (int i = 0; i < d->n && all_gray; i++) all_gray = chans[i] == 1;
-    free(chans);
-    if (rc != GLOW_OK) return glow_fail(rc, "%s", msg);
+    free(chans), free(status);
+    if (rc != GLOW_OK) return rc;
     d->c = 3;
     if (all_gray) { /* keep one channel */
         for (size_t p = 0; p < (size_t)d->n * h * w; p++) d->pixels[p] = d->pixels[p * 3];
@@ -594,16 +607,27 @@ static int folder_load(glow_dataset *d, const char *dir, int size) {
 
 /* ---------------------------------------------------------------- loading ---------- */
 
+typedef struct fit_job {
+    const glow_dataset *d;
+    uint8_t *px;
+    int size;
+} fit_job;
+
+static void fit_one(void *arg, int i) {
+    const fit_job *j = arg;
+    const glow_dataset *d = j->d;
+    glow_image_fit(j->px + (size_t)j->size * j->size * d->c * i, j->size,
+                   d->pixels + (size_t)i * d->h * d->w * d->c, d->h, d->w, d->c);
+}
+
 /* Fit every image to size x size (IDX and CIFAR sets with image_size given). */
 static int fit_all(glow_dataset *d, int size, const char *path) {
     if (size <= 0 || (d->h == size && d->w == size)) return GLOW_OK;
     size_t image = (size_t)size * size * d->c;
     uint8_t *px = malloc(image * d->n);
     if (!px) return glow_fail(GLOW_ENOMEM, "%s: out of memory resizing to %d", path, size);
-    #pragma omp parallel for
-    for (int i = 0; i < d->n; i++)
-        glow_image_fit(px + image * i, size, d->pixels + (size_t)i * d->h * d->w * d->c, d->h,
-                       d->w, d->c);
+    fit_job job = {d, px, size};
+    parallel_for(d->n, fit_one, &job);
     free(d->pixels);
     d->pixels = px, d->h = d->w = size;
     return GLOW_OK;

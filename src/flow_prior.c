@@ -16,12 +16,7 @@ void split_prior(glow_ctx *ctx, const glow_model *m, int li, const real *z1, int
     const real *p = m->params;
     zeroconv_forward(ws->ph, z1, p + lv->prior_w, p + lv->prior_b, p + lv->prior_logs, batch,
                      lv->h, lv->w, half, c, ws->scratch);
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < half; j++) {
-            ws->mean[r * half + j] = ws->ph[r * c + 2 * j];
-            ws->logs[r * half + j] = ws->ph[r * c + 2 * j + 1];
-        }
+    deinterleave(ws->mean, ws->logs, ws->ph, rows, half);
     if (m->cfg.prior_logs == GLOW_PRIOR_TANH) prior_logs_bound(ws->logs, rows * half);
 }
 
@@ -36,12 +31,7 @@ void split_prior_backward(glow_ctx *ctx, const glow_model *m, int li, const real
     gaussian_backward(dz2, ws->dmean, ws->dlogs, z2, ws->mean, ws->logs, g, batch, lv->z_size);
     if (m->cfg.prior_logs == GLOW_PRIOR_TANH)
         prior_logs_bound_backward(ws->dlogs, ws->logs, rows * half);
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < half; j++) {
-            ws->dph[r * c + 2 * j] = ws->dmean[r * half + j];
-            ws->dph[r * c + 2 * j + 1] = ws->dlogs[r * half + j];
-        }
+    interleave(ws->dph, ws->dmean, ws->dlogs, rows, half);
     zeroconv_backward(dz1, ctx->grads + lv->prior_w, ctx->grads + lv->prior_b,
                       ctx->grads + lv->prior_logs, ws->dph, ws->ph, z1, m->params + lv->prior_w,
                       m->params + lv->prior_logs, batch, lv->h, lv->w, half, c, ws->scratch);

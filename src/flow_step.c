@@ -224,9 +224,7 @@ int step_backward(glow_ctx *ctx, const glow_model *m, int li, int k, int batch, 
             return rc;
         a = ws->abuf;
     }
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++)
-        for (int j = 0; j < half; j++) ws->dtmp[r * c + j] += ws->dz1[r * half + j];
+    add_columns(ws->dtmp, c, ws->dz1, half, rows, half);
     if ((rc = perm_backward(ctx, m, s, ws->dcur, ws->dtmp, a, g, batch, hw, c)) != GLOW_OK) return rc;
     actnorm_backward(ws->dcur, gr + s->an_b, gr + s->an_s, ws->dcur, a, p + s->an_s, g, batch,
                      hw, c);

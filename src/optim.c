@@ -4,7 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include "glow.h"
+#include "backend.h"
 
 void glow_optim_config_default(glow_optim_config *cfg) {
     memset(cfg, 0, sizeof *cfg);
@@ -51,10 +51,7 @@ double glow_optimizer_lr(const glow_optimizer *o) {
 
 int glow_optimizer_step(glow_optimizer *o, glow_real *params, const glow_real *grads,
                         double *grad_norm) {
-    double sq = 0;
-    #pragma omp parallel for reduction(+ : sq) schedule(static)
-    for (size_t i = 0; i < o->n; i++) sq += (double)grads[i] * grads[i];
-    double norm = sqrt(sq);
+    double norm = sqrt(sum_squares(grads, o->n));
     if (grad_norm) *grad_norm = norm;
     if (!isfinite(norm)) return glow_fail(GLOW_EINVAL, "non-finite gradient (norm %g)", norm);
     double clip = o->cfg.grad_clip > 0 && norm > o->cfg.grad_clip ? o->cfg.grad_clip / norm : 1.0;
@@ -64,22 +61,8 @@ int glow_optimizer_step(glow_optimizer *o, glow_real *params, const glow_real *g
     /* The average's decay ramps up as (1 + t) / (10 + t), so that early on it follows the
      * weights instead of staying near their initial values. */
     double decay = fmin(o->cfg.polyak, (1.0 + t) / (10.0 + t));
-    int adamax = o->cfg.kind == GLOW_ADAMAX;
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < o->n; i++) {
-        double g = grads[i] * clip;
-        double m = b1 * o->m[i] + (1 - b1) * g, v;
-        if (adamax) {
-            v = fmax(b2 * o->v[i], fabs(g));
-            params[i] -= (glow_real)(lr / c1 * m / (v + eps));
-        } else {
-            v = b2 * o->v[i] + (1 - b2) * g * g;
-            params[i] -= (glow_real)(lr * (m / c1) / (sqrt(v / c2) + eps));
-        }
-        o->m[i] = (glow_real)m;
-        o->v[i] = (glow_real)v;
-        o->avg[i] = (glow_real)(decay * o->avg[i] + (1 - decay) * params[i]);
-    }
+    optimizer_update(params, o->m, o->v, o->avg, grads, o->n, clip, lr, b1, b2, eps, c1, c2,
+                     decay, o->cfg.kind == GLOW_ADAMAX);
     o->step++;
     return GLOW_OK;
 }

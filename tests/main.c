@@ -5,7 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include "test.h"
-#include "kernels.h"
+#include "backend.h"
 
 #define MAX_TESTS 512
 typedef struct { const char *name; test_fn fn; } test_entry;

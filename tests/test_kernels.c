@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "test.h"
-#include "kernels.h"
+#include "backend.h"
 
 #define REL_TOL (IS_DOUBLE ? 1e-12 : 1e-5)
 

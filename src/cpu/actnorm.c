@@ -2,7 +2,7 @@
  * factor 3 of the original implementation). Initialised from data so that the first batch
  * comes out with zero mean and unit variance per channel. */
 #include <math.h>
-#include "layers.h"
+#include "backend.h"
 
 void actnorm_init(real *b, real *s, const real *x, size_t rows, int c) {
     double sum[c], sq[c];

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <strings.h>
-#include "kernels.h"
+#include "backend.h"
 
 /* OpenBLAS's own controls; declared here because cblas.h of other BLASes lacks them. */
 char *openblas_get_config(void);
@@ -30,6 +30,11 @@ void backend_leave(int saved) {
 }
 
 int backend_cores(void) { return omp_get_num_procs(); }
+
+void parallel_for(int n, void (*fn)(void *arg, int i), void *arg) {
+    #pragma omp parallel for schedule(dynamic, 1)
+    for (int i = 0; i < n; i++) fn(arg, i);
+}
 
 const char *glow_blas_info(void) { return openblas_get_config(); }
 
@@ -410,9 +415,4 @@ void channel_sums(double *sums, const real *a, const real *b, size_t rows, int c
 
 void channel_sums2(double *sum_a, double *sum_ab, const real *a, const real *b, size_t rows, int c) {
     sums_pass(sum_a, sum_ab, a, b, rows, c);
-}
-
-void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++) memcpy(dst + r * ld_dst, src + r * ld_src, sizeof(real) * n);
 }

@@ -1,23 +1,12 @@
-/* permutation.c: the channel mixings of a flow step: a fixed permutation (reverse,
- * shuffle) or an invertible 1x1 convolution, either with a free matrix W (log-det
+/* invconv.c: the invertible 1x1 convolution of a flow step (a fixed permutation, the
+ * other kind, is a backend operation), either with a free matrix W (log-det
  * hw * log|det W|, computed by an LU factorisation in double) or in the LU form
- * W = P L (U + diag(sign * exp(log_s))) whose log-det is simply hw * sum(log_s). */
+ * W = P L (U + diag(sign * exp(log_s))) whose log-det is simply hw * sum(log_s). The
+ * (c, c) algebra runs here, serially; the products over pixels are the backend's. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "layers.h"
-
-void permute_forward(real *y, const real *x, const int *perm, size_t rows, int c) {
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++)
-        for (int i = 0; i < c; i++) y[r * c + i] = x[r * c + perm[i]];
-}
-
-void permute_inverse(real *x, const real *y, const int *perm, size_t rows, int c) {
-    #pragma omp parallel for schedule(static)
-    for (size_t r = 0; r < rows; r++)
-        for (int i = 0; i < c; i++) x[r * c + perm[i]] = y[r * c + i];
-}
 
 /* LU with partial pivoting of a (c, c) in place: row k of the result came from row piv[k];
  * returns 0 if singular. */

@@ -14,7 +14,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include "kernels.h"
+#include "backend.h"
 
 #define PANEL 64  /* output channels per packed panel: four 16-float vectors */
 #define TILE_M 6  /* rows per register tile: 6 x 4 accumulators + 4 weight vectors */

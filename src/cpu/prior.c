@@ -1,7 +1,7 @@
 /* prior.c: diagonal Gaussian priors, log N(z; mean, exp(logs)^2), their gradients and
  * sampling. The split and top priors of the model build mean and logs, then call these. */
 #include <math.h>
-#include "layers.h"
+#include "backend.h"
 
 void gaussian_logp(double *logp, const real *z, const real *mean, const real *logs, int batch,
                    size_t n) {

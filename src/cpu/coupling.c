@@ -8,7 +8,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-#include "layers.h"
+#include "backend.h"
 
 int coupling_nn_out(glow_coupling kind, int c) { return kind == GLOW_AFFINE ? c : c / 2; }
 
