@@ -1,10 +1,17 @@
-# One command builds everything: `make` (library, the glow command, the test runners).
-# `make test` runs the test suite in float and in double precision.
-# Optional parts are detected and reported; none is needed for the core.
+# One command builds everything: `make` (the libraries, the glow command, the test runners).
+# `make test` runs the test suite in float and in double precision, and the Python module's.
+# `make install PREFIX=DIR` installs glow.h, libglow.so and libglow.a, glow and glow.pc.
 
+VERSION := 0.2.0
+SOVERSION := 0
 CC      ?= gcc
-OPT     ?= -O3 -march=native
+# Any x86-64 CPU: the AVX-512 and AMX kernels are chosen at run time (packed_gemm.c).
+# ARCH=-march=native builds the rest for this CPU too.
+ARCH    ?=
+OPT     ?= -O3 $(ARCH)
 CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
+# The library's objects: position-independent, and only glow.h's names visible outside.
+LIBFLAGS := -fPIC -fvisibility=hidden
 # OpenBLAS built for OpenMP shares our thread pool; the pthread build (Debian's default)
 # fights OpenMP for the cores and runs about 3x slower here. Use it when installed.
 BLASDIR := /usr/lib/x86_64-linux-gnu/openblas-openmp
@@ -19,21 +26,23 @@ SRC     := $(wildcard src/*.c src/cpu/*.c)
 CLI     := $(wildcard cli/*.c)
 TESTS   := $(wildcard tests/*.c)
 BUILD   := build
+PREFIX  ?= /usr/local
 
 OBJ32   := $(SRC:src/%.c=$(BUILD)/f32/%.o)
 OBJ64   := $(SRC:src/%.c=$(BUILD)/f64/%.o)
 CLIOBJ  := $(CLI:cli/%.c=$(BUILD)/cli/%.o)
 TOBJ32  := $(TESTS:tests/%.c=$(BUILD)/t32/%.o)
 TOBJ64  := $(TESTS:tests/%.c=$(BUILD)/t64/%.o)
+SONAME  := libglow.so.$(SOVERSION)
 
-all: $(BUILD)/libglow.a glow $(BUILD)/test_f32 $(BUILD)/test_f64
+all: $(BUILD)/libglow.a $(BUILD)/libglow.so glow $(BUILD)/test_f32 $(BUILD)/test_f64
 
 $(BUILD)/f32/%.o: src/%.c include/glow.h $(wildcard src/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) $(LIBFLAGS) -c $< -o $@
 $(BUILD)/f64/%.o: src/%.c include/glow.h $(wildcard src/*.h)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -DGLOW_REAL=double -c $< -o $@
+	$(CC) $(CFLAGS) $(LIBFLAGS) -DGLOW_REAL=double -c $< -o $@
 $(BUILD)/cli/%.o: cli/%.c include/glow.h $(wildcard cli/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -44,17 +53,36 @@ $(BUILD)/t64/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DGLOW_REAL=double -c $< -o $@
 
+# The static library is one relocatable object whose hidden (internal) names are made
+# local, so that it too exports only glow_* names and cannot clash with a program's.
 $(BUILD)/libglow.a: $(OBJ32)
-	rm -f $@ && ar rcs $@ $^
-$(BUILD)/libglow_f64.a: $(OBJ64)
-	rm -f $@ && ar rcs $@ $^
+	ld -r -o $(BUILD)/libglow_all.o $^
+	objcopy --localize-hidden $(BUILD)/libglow_all.o
+	rm -f $@ && ar rcs $@ $(BUILD)/libglow_all.o
+$(BUILD)/libglow.so.$(VERSION): $(OBJ32)
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $^ $(LDLIBS) -o $@
+$(BUILD)/libglow.so: $(BUILD)/libglow.so.$(VERSION)
+	ln -sf libglow.so.$(VERSION) $(BUILD)/$(SONAME)
+	ln -sf libglow.so.$(VERSION) $@
 
 glow: $(CLIOBJ) $(BUILD)/libglow.a
 	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) -o $@
-$(BUILD)/test_f32: $(TOBJ32) $(BUILD)/libglow.a
-	$(CC) $(CFLAGS) $(TOBJ32) $(BUILD)/libglow.a $(LDLIBS) -o $@
-$(BUILD)/test_f64: $(TOBJ64) $(BUILD)/libglow_f64.a
-	$(CC) $(CFLAGS) $(TOBJ64) $(BUILD)/libglow_f64.a $(LDLIBS) -o $@
+# The tests reach the internals, so they link the objects themselves.
+$(BUILD)/test_f32: $(TOBJ32) $(OBJ32)
+	$(CC) $(CFLAGS) $(TOBJ32) $(OBJ32) $(LDLIBS) -o $@
+$(BUILD)/test_f64: $(TOBJ64) $(OBJ64)
+	$(CC) $(CFLAGS) $(TOBJ64) $(OBJ64) $(LDLIBS) -o $@
+
+install: $(BUILD)/libglow.a $(BUILD)/libglow.so glow
+	install -d $(PREFIX)/include $(PREFIX)/lib/pkgconfig $(PREFIX)/bin
+	install -m 644 include/glow.h $(PREFIX)/include/glow.h
+	install -m 755 $(BUILD)/libglow.so.$(VERSION) $(PREFIX)/lib/
+	ln -sf libglow.so.$(VERSION) $(PREFIX)/lib/$(SONAME)
+	ln -sf libglow.so.$(VERSION) $(PREFIX)/lib/libglow.so
+	install -m 644 $(BUILD)/libglow.a $(PREFIX)/lib/libglow.a
+	install -m 755 glow $(PREFIX)/bin/glow
+	sed -e 's|@PREFIX@|$(abspath $(PREFIX))|' -e 's|@VERSION@|$(VERSION)|' \
+	    -e 's|@BLASLIB@|$(BLASLIB)|' glow.pc.in > $(PREFIX)/lib/pkgconfig/glow.pc
 
 # TEST_ARGS selects tests by name substring, e.g. `make test TEST_ARGS=actnorm`.
 test: glow $(BUILD)/test_f32 $(BUILD)/test_f64
@@ -64,13 +92,13 @@ test: glow $(BUILD)/test_f32 $(BUILD)/test_f64
 clean:
 	rm -rf $(BUILD) glow
 
-.PHONY: all test clean
+.PHONY: all test clean install
 
 # The library and its fast tests under AddressSanitizer and UndefinedBehaviorSanitizer, in
 # both builds (the float build's packed and AMX kernels do not run in the double build); the
 # command-line and training tests are left to `make test`.
 ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-ASAN_TESTS := kernel layer model_ checkpoint_ data_ image_ png_ grid_ plot_ latent_npy optimizer_
+ASAN_TESTS := kernel layer model_ context_ checkpoint_ data_ image_ png_ grid_ plot_ latent_npy optimizer_
 asan:
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -DGLOW_REAL=double $(SRC) $(TESTS) $(LDLIBS) -o $(BUILD)/asan/test_f64

@@ -41,6 +41,20 @@
 extern "C" {
 #endif
 
+/* The library's version: GLOW_VERSION at build time, glow_version() at run time. */
+#define GLOW_VERSION_MAJOR 0
+#define GLOW_VERSION_MINOR 2
+#define GLOW_VERSION_PATCH 0
+#define GLOW_VERSION "0.2.0"
+
+/* Everything declared here is the library's interface, and only this is visible from
+ * libglow.so (the library is built with -fvisibility=hidden). */
+#if defined(__GNUC__)
+#pragma GCC visibility push(default)
+#endif
+
+const char *glow_version(void);
+
 #ifndef GLOW_REAL
 #define GLOW_REAL float
 #endif
@@ -651,6 +665,10 @@ const char *glow_blas_coretype_hint(void);
 /* For a program's main: if OPENBLAS_CORETYPE (see above) or OMP_WAIT_POLICY (passive) would
  * help and are unset, set them and re-execute the program with argv; otherwise return. */
 void glow_tune_environment(char **argv);
+
+#if defined(__GNUC__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

@@ -1,4 +1,4 @@
-/* error.c: the library's status codes and the thread-local "last error" message.
+/* error.c: the version, the status codes and the thread-local "last error" message.
  * Functions that fail call glow_fail(status, fmt, ...) and return what it returns, so the
  * message is always set where the failure is detected. */
 #include <stdarg.h>
@@ -7,6 +7,8 @@
 #include "glow.h"
 
 static _Thread_local char last_error[512];
+
+const char *glow_version(void) { return GLOW_VERSION; }
 
 const char *glow_last_error(void) { return last_error; }
 
