@@ -5,10 +5,11 @@
 VERSION := 0.2.0
 SOVERSION := 0
 CC      ?= gcc
-# Any x86-64 CPU: the AVX-512 and AMX kernels are chosen at run time (packed_gemm.c).
-# ARCH=-march=native builds the rest for this CPU too.
+# Any x86-64 CPU: the AVX-512 and AMX kernels are chosen at run time (packed_gemm.c), and
+# the other loops are compiled for three CPU levels, one picked at load time (src/cpu/cpu.h).
+# ARCH=-march=native builds everything for this CPU alone.
 ARCH    ?=
-OPT     ?= -O3 $(ARCH)
+OPT     ?= -O3 $(ARCH) $(if $(ARCH),-DGLOW_NO_CLONES)
 CFLAGS  += $(OPT) -g -std=c11 -D_GNU_SOURCE -fno-math-errno -Wall -Wextra -Wno-unused-parameter -fopenmp -Iinclude -Isrc
 # The library's objects: position-independent, and only glow.h's names visible outside.
 LIBFLAGS := -fPIC -fvisibility=hidden
@@ -37,30 +38,31 @@ SONAME  := libglow.so.$(SOVERSION)
 
 all: $(BUILD)/libglow.a $(BUILD)/libglow.so glow $(BUILD)/test_f32 $(BUILD)/test_f64
 
-$(BUILD)/f32/%.o: src/%.c include/glow.h $(wildcard src/*.h)
+$(BUILD)/f32/%.o: src/%.c include/glow.h $(wildcard src/*.h src/cpu/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LIBFLAGS) -c $< -o $@
-$(BUILD)/f64/%.o: src/%.c include/glow.h $(wildcard src/*.h)
+$(BUILD)/f64/%.o: src/%.c include/glow.h $(wildcard src/*.h src/cpu/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) $(LIBFLAGS) -DGLOW_REAL=double -c $< -o $@
 $(BUILD)/cli/%.o: cli/%.c include/glow.h $(wildcard cli/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/t32/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/*.h)
+$(BUILD)/t32/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/*.h src/cpu/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
-$(BUILD)/t64/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/*.h)
+$(BUILD)/t64/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/*.h src/cpu/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -DGLOW_REAL=double -c $< -o $@
 
-# The static library is one relocatable object whose hidden (internal) names are made
-# local, so that it too exports only glow_* names and cannot clash with a program's.
+# The static library is one relocatable object whose internal names are made local, so
+# that it too exports only glow_* names and cannot clash with a program's.
 $(BUILD)/libglow.a: $(OBJ32)
 	ld -r -o $(BUILD)/libglow_all.o $^
-	objcopy --localize-hidden $(BUILD)/libglow_all.o
+	objcopy --wildcard --keep-global-symbol='glow_*' $(BUILD)/libglow_all.o
 	rm -f $@ && ar rcs $@ $(BUILD)/libglow_all.o
-$(BUILD)/libglow.so.$(VERSION): $(OBJ32)
-	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined $^ $(LDLIBS) -o $@
+$(BUILD)/libglow.so.$(VERSION): $(OBJ32) src/glow.map
+	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,--version-script=src/glow.map \
+	    $(OBJ32) $(LDLIBS) -o $@
 $(BUILD)/libglow.so: $(BUILD)/libglow.so.$(VERSION)
 	ln -sf libglow.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf libglow.so.$(VERSION) $@

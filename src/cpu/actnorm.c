@@ -2,7 +2,7 @@
  * factor 3 of the original implementation). Initialised from data so that the first batch
  * comes out with zero mean and unit variance per channel. */
 #include <math.h>
-#include "backend.h"
+#include "cpu.h"
 
 void actnorm_init(real *b, real *s, const real *x, size_t rows, int c) {
     double sum[c], sq[c];
@@ -22,7 +22,7 @@ static double sum_s(const real *s, int c) {
     return t;
 }
 
-void actnorm_forward(real *y, double *logdet, const real *x, const real *b, const real *s,
+CLONED void actnorm_forward(real *y, double *logdet, const real *x, const real *b, const real *s,
                      int batch, size_t hw, int c) {
     real scale[c];
     for (int j = 0; j < c; j++) scale[j] = (real)exp(ACTNORM_SCALE * s[j]);
@@ -36,7 +36,7 @@ void actnorm_forward(real *y, double *logdet, const real *x, const real *b, cons
     }
 }
 
-void actnorm_relu_forward(real *y, const real *x, const real *b, const real *s, int batch,
+CLONED void actnorm_relu_forward(real *y, const real *x, const real *b, const real *s, int batch,
                           size_t hw, int c) {
     real scale[c];
     for (int j = 0; j < c; j++) scale[j] = (real)exp(ACTNORM_SCALE * s[j]);
@@ -49,7 +49,7 @@ void actnorm_relu_forward(real *y, const real *x, const real *b, const real *s, 
         }
 }
 
-void actnorm_inverse(real *x, double *logdet, const real *y, const real *b, const real *s,
+CLONED void actnorm_inverse(real *x, double *logdet, const real *y, const real *b, const real *s,
                      int batch, size_t hw, int c) {
     real inv[c];
     for (int j = 0; j < c; j++) inv[j] = (real)exp(-ACTNORM_SCALE * s[j]);
@@ -65,7 +65,7 @@ void actnorm_inverse(real *x, double *logdet, const real *y, const real *b, cons
 
 /* y = (x + b) e with e = exp(3 s), so dy/dx = dy/db = e and dy/ds = 3 y; the log-det
  * hw * 3 * sum(s) of each example adds 3 * hw * dlogdet per example to ds. */
-void actnorm_backward(real *dx, real *db, real *ds, const real *dy, const real *y,
+CLONED void actnorm_backward(real *dx, real *db, real *ds, const real *dy, const real *y,
                       const real *s, double dlogdet, int batch, size_t hw, int c) {
     size_t rows = (size_t)batch * hw;
     double sum_dy[c], sum_dy_y[c];

@@ -8,7 +8,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
-#include "backend.h"
+#include "cpu.h"
 
 int coupling_nn_out(glow_coupling kind, int c) { return kind == GLOW_AFFINE ? c : c / 2; }
 
@@ -27,7 +27,7 @@ double tanh(double);
  *   log s = min(v, 0) - log1p(e) (one exp and one log1p, neither overflowing), and
  *   d log s / du = 1 - s, which stays finite where s underflows.
  * tanh: t = tanh(u) = log s, s = exp(t) in [1/e, e], d log s / du = 1 - t^2. */
-static double affine_scales(double *s, double *d, const real *h, size_t n,
+CLONED static double affine_scales(double *s, double *d, const real *h, size_t n,
                             glow_affine_scale scale) {
     double log_sum = 0;
     if (scale == GLOW_SCALE_TANH) {
@@ -56,7 +56,7 @@ double coupling_log_scale(glow_affine_scale scale, double u) {
     return (v < 0 ? v : 0.0) - log1p(exp(-fabs(v)));
 }
 
-void coupling_extremes(const real *h, glow_coupling kind, glow_affine_scale scale, size_t rows,
+CLONED void coupling_extremes(const real *h, glow_coupling kind, glow_affine_scale scale, size_t rows,
                        int c, double *min_log_scale, double *max_shift) {
     int affine = kind == GLOW_AFFINE;
     size_t n = rows * (size_t)(c / 2);
@@ -80,7 +80,7 @@ static size_t chunk_pixels(int half) { return half < SCALE_CHUNK ? SCALE_CHUNK /
 
 /* The forward (inverse = 0) or inverse coupling of pixels [q0, q1), whose affine scales
  * are s (from affine_scales, starting at pixel q0; NULL for the additive coupling). */
-static void couple_chunk(real *out, const real *in, const real *h, const double *s,
+CLONED static void couple_chunk(real *out, const real *in, const real *h, const double *s,
                          glow_coupling kind, size_t q0, size_t q1, int c, int inverse) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
     for (size_t p = q0; p < q1; p++) {
@@ -136,7 +136,7 @@ void coupling_inverse(real *x, double *logdet, const real *y, const real *h, glo
  * gradient. Additive: dx2 = dh = dy2. */
 /* coupling_backward on pixels [q0, q1), whose affine scales are s and d (as for
  * couple_chunk). */
-static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, const real *h,
+CLONED static void backward_chunk(real *dx, real *dh, const real *dy, const real *x, const real *h,
                            const double *s, const double *d, glow_coupling kind, double dlogdet,
                            size_t q0, size_t q1, int c) {
     int half = c / 2, hc = coupling_nn_out(kind, c);
@@ -305,7 +305,7 @@ size_t coupling_nn_scratch(nn_shape s) {
 }
 
 /* h = (conv(r2) + b3) * exp(3 logs3) */
-static void output_scale(real *h, const real *logs, size_t rows, int c) {
+CLONED static void output_scale(real *h, const real *logs, size_t rows, int c) {
     real e[c];
     for (int j = 0; j < c; j++) e[j] = (real)exp(ACTNORM_SCALE * logs[j]);
     #pragma omp parallel for schedule(static)
@@ -433,7 +433,7 @@ void coupling_nn_init(coupling_acts *a, coupling_nn *nn, const real *z1, nn_shap
  * stops the gradient, so dy * y = dr * r and the mask is r > 0. One pass reads dr from src,
  * applies the mask, sums the actnorm's gradients (see actnorm_backward) and leaves d
  * conv-output in dr (src may be dr). It runs on one image group, on the calling thread. */
-static void relu_actnorm_backward(real *dr, const real *src, real *db, real *ds, const real *r,
+CLONED static void relu_actnorm_backward(real *dr, const real *src, real *db, real *ds, const real *r,
                                   const real *s, size_t rows, int c) {
     double sum_g[c], sum_gr[c];
     real scale[c];
@@ -501,7 +501,7 @@ static coupling_nn zeroed_gradients(real *copies, int b0, int g, nn_shape s) {
 
 /* Add the groups' gradient copies into dnn, in group order: the same sums whichever thread
  * took which group. */
-static void add_group_gradients(coupling_nn *dnn, const real *copies, int g, nn_shape s) {
+CLONED static void add_group_gradients(coupling_nn *dnn, const real *copies, int g, nn_shape s) {
     size_t n[9], size = nn_param_count(s), at = 0;
     int groups = group_count(s, g);
     nn_sizes(n, s);

@@ -11,7 +11,7 @@
 #include <unistd.h>
 #include <string.h>
 #include <strings.h>
-#include "backend.h"
+#include "cpu.h"
 
 /* OpenBLAS's own controls; declared here because cblas.h of other BLASes lacks them. */
 char *openblas_get_config(void);
@@ -112,7 +112,7 @@ size_t conv3x3_scratch(size_t rows, int cin, int cout) {
 /* col (B*H*W, 9*cin): row (b,i,j), column (ky*3+kx)*cin + ci = x[b, i+ky-1, j+kx-1, ci].
  * The three taps of a kernel row are three neighbouring pixels, contiguous in x: one copy,
  * with zeros for the taps that fall outside the image. */
-static void im2col3x3(real *col, const real *x, int batch, int h, int width, int cin) {
+CLONED static void im2col3x3(real *col, const real *x, int batch, int h, int width, int cin) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < h; i++)
@@ -136,7 +136,7 @@ static void im2col3x3(real *col, const real *x, int batch, int h, int width, int
 
 /* dx[b,i,j,:] += sum over taps of dcol[(b, i-ky+1, j-kx+1), tap, :]: a gather per input
  * pixel, so threads never write the same element. */
-static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int width, int cin) {
+CLONED static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int width, int cin) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < h; i++)
@@ -158,7 +158,7 @@ static void col2im3x3_add(real *dx, const real *dcol, int batch, int h, int widt
 
 /* out[q, co] = sum over taps of y[q + d_tap, co*9 + tap] (+ bias): the output side's sum,
  * over the taps inside the image only, [ky0, ky1) x [kx0, kx1). */
-static void tap_sum(real *out, const real *y, const real *bias, int batch, int h, int width,
+CLONED static void tap_sum(real *out, const real *y, const real *bias, int batch, int h, int width,
                     int cout) {
     size_t ld = 9 * (size_t)cout;
     #pragma omp parallel for collapse(2) schedule(static)
@@ -179,7 +179,7 @@ static void tap_sum(real *out, const real *y, const real *bias, int batch, int h
 }
 
 /* g[p, co*9 + tap] = dout[p - d_tap, co], zero where p - d_tap is outside the image. */
-static void tap_spread(real *g, const real *dout, int batch, int h, int width, int cout) {
+CLONED static void tap_spread(real *g, const real *dout, int batch, int h, int width, int cout) {
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
         for (int i = 0; i < h; i++)
@@ -200,7 +200,7 @@ static void tap_spread(real *g, const real *dout, int batch, int h, int width, i
             }
 }
 
-static void add_bias(real *out, const real *bias, size_t rows, int cout) {
+CLONED static void add_bias(real *out, const real *bias, size_t rows, int cout) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int c = 0; c < cout; c++) out[r * cout + c] += bias[c];
@@ -243,7 +243,7 @@ void conv3x3_pack(const backend *be, real *dst, const real *w, int cin, int cout
 }
 
 /* out = (out * scale) then ReLU, per channel: the output side's tap sums have the shift. */
-static void scale_rows(real *out, const real *scale, int relu, size_t rows, int c) {
+CLONED static void scale_rows(real *out, const real *scale, int relu, size_t rows, int c) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < c; j++) {
@@ -379,7 +379,7 @@ void conv1x1_backward_packed(const backend *be, real *dx, int dx_add, real *dw,
  * order (the same result on any number of threads); columns in blocks of SUM_BLOCK so that
  * the partial sums stay a fixed size on the stack. */
 #define SUM_BLOCK 256
-static void sums_pass(double *sa, double *sab, const real *a, const real *b, size_t rows, int c) {
+CLONED static void sums_pass(double *sa, double *sab, const real *a, const real *b, size_t rows, int c) {
     double part[SUM_CHUNKS][2 * SUM_BLOCK];
     size_t per = (rows + SUM_CHUNKS - 1) / SUM_CHUNKS;
     for (int c0 = 0; c0 < c; c0 += SUM_BLOCK) {

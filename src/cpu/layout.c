@@ -5,9 +5,9 @@
  * (i, j), channel c*4 + dy*2 + dx (the original Glow's order). A pure permutation: log-det
  * 0, and its backward pass is its inverse applied to the gradient. */
 #include <string.h>
-#include "backend.h"
+#include "cpu.h"
 
-void squeeze_forward(real *y, const real *x, int batch, int h, int w, int c) {
+CLONED void squeeze_forward(real *y, const real *x, int batch, int h, int w, int c) {
     int h2 = h / 2, w2 = w / 2;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
@@ -22,7 +22,7 @@ void squeeze_forward(real *y, const real *x, int batch, int h, int w, int c) {
             }
 }
 
-void squeeze_inverse(real *x, const real *y, int batch, int h, int w, int c) {
+CLONED void squeeze_inverse(real *x, const real *y, int batch, int h, int w, int c) {
     int h2 = h / 2, w2 = w / 2;
     #pragma omp parallel for collapse(2) schedule(static)
     for (int b = 0; b < batch; b++)
@@ -37,30 +37,30 @@ void squeeze_inverse(real *x, const real *y, int batch, int h, int w, int c) {
             }
 }
 
-void permute_forward(real *y, const real *x, const int *perm, size_t rows, int c) {
+CLONED void permute_forward(real *y, const real *x, const int *perm, size_t rows, int c) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int i = 0; i < c; i++) y[r * c + i] = x[r * c + perm[i]];
 }
 
-void permute_inverse(real *x, const real *y, const int *perm, size_t rows, int c) {
+CLONED void permute_inverse(real *x, const real *y, const int *perm, size_t rows, int c) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int i = 0; i < c; i++) x[r * c + perm[i]] = y[r * c + i];
 }
 
-void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
+CLONED void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++) memcpy(dst + r * ld_dst, src + r * ld_src, sizeof(real) * n);
 }
 
-void add_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
+CLONED void add_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < n; j++) dst[r * ld_dst + j] += src[r * ld_src + j];
 }
 
-void deinterleave(real *even, real *odd, const real *src, size_t rows, int half) {
+CLONED void deinterleave(real *even, real *odd, const real *src, size_t rows, int half) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < half; j++) {
@@ -69,7 +69,7 @@ void deinterleave(real *even, real *odd, const real *src, size_t rows, int half)
         }
 }
 
-void interleave(real *dst, const real *even, const real *odd, size_t rows, int half) {
+CLONED void interleave(real *dst, const real *even, const real *odd, size_t rows, int half) {
     #pragma omp parallel for schedule(static)
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < half; j++) {

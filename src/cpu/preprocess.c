@@ -3,9 +3,9 @@
  * value for training (dequantisation), or plus half a bin (the bin's centre) where an exact
  * round trip is wanted. Back: clip(floor((x + 0.5) * n_bins) * 256 / n_bins, 0, 255). */
 #include <math.h>
-#include "glow.h"
+#include "cpu.h"
 
-void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
+CLONED void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
                      uint64_t seed, uint64_t step) {
     double n_bins = (double)(1 << n_bits);
     int shift = 8 - n_bits;
@@ -20,7 +20,7 @@ void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim,
     }
 }
 
-void glow_preprocess_center(glow_real *x, const uint8_t *pixels, int batch, size_t dim,
+CLONED void glow_preprocess_center(glow_real *x, const uint8_t *pixels, int batch, size_t dim,
                             int n_bits) {
     double n_bins = (double)(1 << n_bits);
     int shift = 8 - n_bits;
@@ -29,7 +29,7 @@ void glow_preprocess_center(glow_real *x, const uint8_t *pixels, int batch, size
         x[j] = (glow_real)(((pixels[j] >> shift) + 0.5) / n_bins - 0.5);
 }
 
-void glow_postprocess(uint8_t *pixels, const glow_real *x, int batch, size_t dim, int n_bits) {
+CLONED void glow_postprocess(uint8_t *pixels, const glow_real *x, int batch, size_t dim, int n_bits) {
     double n_bins = (double)(1 << n_bits);
     #pragma omp parallel for schedule(static)
     for (size_t j = 0; j < (size_t)batch * dim; j++) {

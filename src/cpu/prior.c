@@ -1,9 +1,9 @@
 /* prior.c: diagonal Gaussian priors, log N(z; mean, exp(logs)^2), their gradients and
  * sampling. The split and top priors of the model build mean and logs, then call these. */
 #include <math.h>
-#include "backend.h"
+#include "cpu.h"
 
-void gaussian_logp(double *logp, const real *z, const real *mean, const real *logs, int batch,
+CLONED void gaussian_logp(double *logp, const real *z, const real *mean, const real *logs, int batch,
                    size_t n) {
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
@@ -17,7 +17,7 @@ void gaussian_logp(double *logp, const real *z, const real *mean, const real *lo
 }
 
 /* d/dz log N = -(z - mean) e^(-2 logs) = -d/dmean; d/dlogs = -1 + (z - mean)^2 e^(-2 logs). */
-void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const real *mean,
+CLONED void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const real *mean,
                        const real *logs, double g, int batch, size_t n) {
     size_t total = (size_t)batch * n;
     #pragma omp parallel for schedule(static)
@@ -33,12 +33,12 @@ void gaussian_backward(real *dz, real *dmean, real *dlogs, const real *z, const 
 /* The bound of GLOW_PRIOR_TANH: |log std| < PRIOR_BOUND. */
 #define PRIOR_BOUND 3.0
 
-void prior_logs_bound(real *logs, size_t n) {
+CLONED void prior_logs_bound(real *logs, size_t n) {
     #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) logs[i] = (real)(PRIOR_BOUND * tanh(logs[i] / PRIOR_BOUND));
 }
 
-void prior_logs_bound_backward(real *dlogs, const real *logs, size_t n) {
+CLONED void prior_logs_bound_backward(real *dlogs, const real *logs, size_t n) {
     #pragma omp parallel for schedule(static) if (n > 65536)
     for (size_t i = 0; i < n; i++) {
         double t = logs[i] / PRIOR_BOUND;
@@ -46,7 +46,7 @@ void prior_logs_bound_backward(real *dlogs, const real *logs, size_t n) {
     }
 }
 
-void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
+CLONED void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, const real *z,
                        const real *mean, const real *logs, size_t n) {
     double lo = INFINITY, za = 0, sc = 0;
     int nan = 0;
@@ -66,7 +66,7 @@ void gaussian_extremes(double *min_logs, double *max_abs_z, double *max_score, c
     if (sc > *max_score) *max_score = sc;
 }
 
-void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
+CLONED void gaussian_sample(real *z, const real *mean, const real *logs, double temperature,
                      uint64_t key, int batch, size_t n) {
     size_t total = (size_t)batch * n;
     #pragma omp parallel for schedule(static)

@@ -1,16 +1,16 @@
 /* update.c: the optimizer's update over the flat parameter buffer (the rule and its
  * settings are optim.c's). */
 #include <math.h>
-#include "backend.h"
+#include "cpu.h"
 
-double sum_squares(const real *g, size_t n) {
+CLONED double sum_squares(const real *g, size_t n) {
     double sq = 0;
     #pragma omp parallel for reduction(+ : sq) schedule(static)
     for (size_t i = 0; i < n; i++) sq += (double)g[i] * g[i];
     return sq;
 }
 
-void optimizer_update(real *params, real *m_, real *v_, real *avg, const real *grads, size_t n,
+CLONED void optimizer_update(real *params, real *m_, real *v_, real *avg, const real *grads, size_t n,
                       double clip, double lr, double b1, double b2, double eps, double c1,
                       double c2, double decay, int adamax) {
     #pragma omp parallel for schedule(static)
