@@ -1,7 +1,7 @@
 /* data.c: data sets in memory as uint8 NHWC arrays, from MNIST-style IDX files (plain or
  * gzipped), CIFAR-10 binary batches and folders of PNG/JPEG images with optional labels
- * (labels.csv) or CelebA attributes (list_attr_celeba.txt); plus subsets for shards, the
- * per-epoch shuffle and batch gathering.
+ * (labels.csv) or CelebA attributes (list_attr_celeba.txt, both read by data_text.c); plus
+ * subsets for shards, the per-epoch shuffle and batch gathering.
  *
  * Loaders check every size against the file before trusting it, so a corrupt header gives
  * a message ("<file>: truncated: ...") rather than a huge allocation or a crash. Every
@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <zlib.h>
 #include "backend.h"
+#include "data.h"
 
 /* glow_rng_key purpose of the epoch shuffle ("shuf"). */
 #define RNG_PURPOSE_SHUFFLE 0x73687566u
@@ -38,6 +39,8 @@ static int join(char *out, const char *dir, const char *name) {
     return GLOW_OK;
 }
 
+int dataset_name_cmp(const void *a, const void *b) { return strcmp(a, b); }
+
 void glow_dataset_free(glow_dataset *d) {
     if (!d) return;
     free(d->pixels), free(d->labels), free(d->attr_names), free(d->attrs);
@@ -45,8 +48,7 @@ void glow_dataset_free(glow_dataset *d) {
     memset(d, 0, sizeof *d);
 }
 
-/* n_classes := 1 + the largest label. */
-static void count_classes(glow_dataset *d) {
+void dataset_count_classes(glow_dataset *d) {
     d->n_classes = 0;
     for (int i = 0; i < d->n; i++)
         if (d->labels[i] + 1 > d->n_classes) d->n_classes = d->labels[i] + 1;
@@ -173,7 +175,7 @@ static int idx_load_labels(glow_dataset *d, const char *path, const char *images
         rc = glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
     if (rc == GLOW_OK) {
         for (int i = 0; i < d->n; i++) d->labels[i] = b[i];
-        count_classes(d);
+        dataset_count_classes(d);
     }
     free(b);
     return rc;
@@ -288,181 +290,6 @@ static int cifar_load(glow_dataset *d, const char *dir, int train) {
     return rc;
 }
 
-/* ---------------------------------------------------------------- text files ------- */
-
-/* The whole file, NUL-terminated, in a malloc'd buffer. */
-static int read_text(const char *path, char **out) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return glow_fail(GLOW_EIO, "%s: cannot open: %s", path, strerror(errno));
-    long size = -1;
-    if (fseek(f, 0, SEEK_END) == 0) size = ftell(f);
-    rewind(f);
-    char *buf = size >= 0 && size < (1L << 31) ? malloc((size_t)size + 1) : NULL;
-    int rc = buf ? GLOW_OK : glow_fail(GLOW_EIO, "%s: cannot read (size %ld)", path, size);
-    if (rc == GLOW_OK && fread(buf, 1, (size_t)size, f) != (size_t)size)
-        rc = glow_fail(GLOW_EIO, "%s: read error", path);
-    fclose(f);
-    if (rc != GLOW_OK) {
-        free(buf);
-        return rc;
-    }
-    buf[size] = 0;
-    *out = buf;
-    return GLOW_OK;
-}
-
-/* Next line of a text buffer, NUL-terminated in place with any '\r' removed; NULL at the
- * end. */
-static char *next_line(char **cursor) {
-    char *s = *cursor;
-    if (!*s) return NULL;
-    char *e = strchr(s, '\n');
-    if (e) *e = 0, *cursor = e + 1;
-    else *cursor = s + strlen(s);
-    size_t n = strlen(s);
-    while (n && (s[n - 1] == '\r' || s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = 0;
-    return s;
-}
-
-static int name_cmp(const void *a, const void *b) { return strcmp(a, b); }
-
-/* Index of a file name in the (sorted) names of d, or -1. */
-static int find_name(const glow_dataset *d, const char *name) {
-    char key[256];
-    if (strlen(name) >= sizeof key) return -1;
-    snprintf(key, sizeof key, "%s", name);
-    char(*hit)[256] = bsearch(key, d->names, d->n, sizeof *d->names, name_cmp);
-    return hit ? (int)(hit - d->names) : -1;
-}
-
-/* ---------------------------------------------------------------- attributes ------- */
-
-int glow_dataset_load_attributes(glow_dataset *d, const char *path) {
-    if (!d->names)
-        return glow_fail(GLOW_EINVAL, "%s: attributes need a data set loaded from an image "
-                         "folder (it has no file names)", path);
-    char *text, *cur, *line;
-    int rc = read_text(path, &text);
-    if (rc != GLOW_OK) return rc;
-    cur = text;
-    char(*names)[64] = NULL;
-    int8_t *attrs = NULL;
-    int n_attrs = 0, count = 0, lines = 0;
-    line = next_line(&cur);
-    if (!line || sscanf(line, "%d", &count) != 1 || count < 0) {
-        rc = glow_fail(GLOW_EFORMAT, "%s: line 1 should hold the number of images", path);
-        goto done;
-    }
-    line = next_line(&cur);
-    if (!line) {
-        rc = glow_fail(GLOW_EFORMAT, "%s: truncated: no attribute names (line 2)", path);
-        goto done;
-    }
-    for (char *s = line, *tok; (tok = strtok_r(s, " \t", &s));) {
-        if (strlen(tok) >= sizeof *names) {
-            rc = glow_fail(GLOW_EFORMAT, "%s: attribute name longer than 63 characters", path);
-            goto done;
-        }
-        char(*p)[64] = realloc(names, (size_t)(n_attrs + 1) * sizeof *names);
-        if (!p) {
-            rc = glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
-            goto done;
-        }
-        names = p;
-        snprintf(names[n_attrs++], sizeof *names, "%s", tok);
-    }
-    if (n_attrs == 0) {
-        rc = glow_fail(GLOW_EFORMAT, "%s: no attribute names on line 2", path);
-        goto done;
-    }
-    attrs = calloc((size_t)d->n * n_attrs, 1); /* 0: no entry yet */
-    if (!attrs) {
-        rc = glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    for (int ln = 3; (line = next_line(&cur)); ln++) {
-        char *s = line, *tok = strtok_r(s, " \t", &s);
-        if (!tok) continue;
-        lines++;
-        int i = find_name(d, tok);
-        int8_t *row = i >= 0 ? attrs + (size_t)i * n_attrs : NULL;
-        for (int k = 0; k < n_attrs; k++) {
-            char *v = strtok_r(s, " \t", &s), *end;
-            long x = v ? strtol(v, &end, 10) : 0;
-            if (!v || *end || (x != -1 && x != 1)) {
-                rc = glow_fail(GLOW_EFORMAT, "%s:%d: %s: attribute %d (%s) should be -1 or 1, "
-                               "found '%s'", path, ln, tok, k + 1, names[k], v ? v : "nothing");
-                goto done;
-            }
-            if (row) row[k] = (int8_t)x;
-        }
-        if (strtok_r(s, " \t", &s)) {
-            rc = glow_fail(GLOW_EFORMAT, "%s:%d: more than %d attribute values", path, ln,
-                           n_attrs);
-            goto done;
-        }
-    }
-    if (lines != count) {
-        rc = glow_fail(GLOW_EFORMAT, "%s: %s: line 1 announces %d images, the file lists %d",
-                       path, lines < count ? "truncated" : "too long", count, lines);
-        goto done;
-    }
-    for (int i = 0; i < d->n; i++)
-        if (attrs[(size_t)i * n_attrs] == 0) {
-            rc = glow_fail(GLOW_EFORMAT, "%s: no attributes for image %s", path, d->names[i]);
-            goto done;
-        }
-    free(d->attr_names), free(d->attrs);
-    d->attr_names = names, d->attrs = attrs, d->n_attrs = n_attrs;
-    names = NULL, attrs = NULL;
-done:
-    free(names), free(attrs), free(text);
-    return rc;
-}
-
-/* labels.csv: "filename,label" per line; the first line may be a header. */
-static int load_labels_csv(glow_dataset *d, const char *path) {
-    char *text, *cur, *line;
-    int rc = read_text(path, &text);
-    if (rc != GLOW_OK) return rc;
-    int *labels = malloc((size_t)d->n * sizeof *labels);
-    if (!labels) {
-        free(text);
-        return glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
-    }
-    for (int i = 0; i < d->n; i++) labels[i] = -1;
-    cur = text;
-    for (int ln = 1; (line = next_line(&cur)) && rc == GLOW_OK; ln++) {
-        while (isspace((unsigned char)*line)) line++;
-        if (!*line) continue;
-        char *comma = strchr(line, ',');
-        char *end = NULL;
-        long v = comma ? strtol(comma + 1, &end, 10) : 0;
-        int ok = comma && end != comma + 1 && !*end && v >= 0 && v < (1L << 30);
-        if (!ok && comma && ln == 1) continue; /* header */
-        if (!ok) {
-            rc = glow_fail(GLOW_EFORMAT, "%s:%d: expected 'filename,label' with an integer "
-                           "label >= 0", path, ln);
-            break;
-        }
-        *comma = 0;
-        for (char *t = comma; t > line && isspace((unsigned char)t[-1]);) *--t = 0;
-        int i = find_name(d, line);
-        if (i >= 0) labels[i] = (int)v;
-    }
-    for (int i = 0; i < d->n && rc == GLOW_OK; i++)
-        if (labels[i] < 0) rc = glow_fail(GLOW_EFORMAT, "%s: no label for image %s", path, d->names[i]);
-    free(text);
-    if (rc != GLOW_OK) {
-        free(labels);
-        return rc;
-    }
-    free(d->labels);
-    d->labels = labels;
-    count_classes(d);
-    return GLOW_OK;
-}
-
 /* ---------------------------------------------------------------- image folders ---- */
 
 static int has_image_ext(const char *name) {
@@ -502,7 +329,7 @@ static int list_images(const char *dir, char (**names)[256], int *n) {
         free(v);
         return rc;
     }
-    if (count > 1) qsort(v, count, sizeof *v, name_cmp);
+    if (count > 1) qsort(v, count, sizeof *v, dataset_name_cmp);
     *names = v, *n = count;
     return GLOW_OK;
 }
@@ -601,7 +428,7 @@ static int folder_load(glow_dataset *d, const char *dir, int size) {
     if ((rc = join(p, dir, "list_attr_celeba.txt")) != GLOW_OK) return rc;
     if (is_file(p) && (rc = glow_dataset_load_attributes(d, p)) != GLOW_OK) return rc;
     if ((rc = join(p, dir, "labels.csv")) != GLOW_OK) return rc;
-    if (is_file(p) && (rc = load_labels_csv(d, p)) != GLOW_OK) return rc;
+    if (is_file(p) && (rc = dataset_load_labels_csv(d, p)) != GLOW_OK) return rc;
     return GLOW_OK;
 }
 
