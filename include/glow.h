@@ -202,6 +202,9 @@ const char *glow_ctx_error(const glow_ctx *ctx);
  * glow_model_params(); NULL before the first. glow_ctx_n_grads: its length. */
 glow_real *glow_ctx_grads(glow_ctx *ctx);
 size_t glow_ctx_n_grads(const glow_ctx *ctx);
+/* Allocate the gradients for m now (zeroed; the first training step does it otherwise):
+ * for a program that measures its memory, or reduces gradients across processes. */
+int glow_ctx_reserve_grads(glow_ctx *ctx, const glow_model *m);
 
 /* ---------------------------------------------------------------- passes ----------- */
 

@@ -49,6 +49,18 @@ const char *glow_ctx_error(const glow_ctx *ctx) { return ctx->error; }
 
 glow_real *glow_ctx_grads(glow_ctx *ctx) { return ctx->grads; }
 
+int glow_ctx_reserve_grads(glow_ctx *ctx, const glow_model *m) {
+    if (ctx->n_grads == m->n_params) return GLOW_OK;
+    free(ctx->grads);
+    ctx->n_grads = 0;
+    if (!(ctx->grads = calloc(m->n_params, sizeof(real)))) {
+        snprintf(ctx->error, sizeof ctx->error, "out of memory for %zu gradients", m->n_params);
+        return glow_fail(GLOW_ENOMEM, "%s", ctx->error);
+    }
+    ctx->n_grads = m->n_params;
+    return GLOW_OK;
+}
+
 size_t glow_ctx_n_grads(const glow_ctx *ctx) { return ctx->n_grads; }
 
 double glow_blas_gflops(glow_ctx *ctx, int n) {

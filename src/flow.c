@@ -242,14 +242,7 @@ int glow_model_train_step(glow_ctx *ctx, const glow_model *m, const glow_real *x
                           int batch, glow_step_stats *stats, glow_real *dx) {
     glow_step_stats st;
     int saved, rc = enter(ctx, m, batch, y, 1, &saved);
-    if (rc == GLOW_OK && ctx->n_grads != m->n_params) {
-        free(ctx->grads);
-        ctx->n_grads = 0;
-        if (!(ctx->grads = malloc(sizeof(real) * m->n_params)))
-            rc = glow_fail(GLOW_ENOMEM, "out of memory for the gradients");
-        else
-            ctx->n_grads = m->n_params;
-    }
+    if (rc == GLOW_OK) rc = glow_ctx_reserve_grads(ctx, m);
     if (rc != GLOW_OK) return leave(ctx, saved, rc);
     int rebuilds = ctx->activation_memory != SIZE_MAX;
     rc = train_pass(ctx, m, x, y, batch, ctx->activation_memory, 0, &st, dx);
