@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "flow.h"
-#include "test.h"
+#include "layer_check.h"
 
 static const model_case cases[] = {
     {"4x4x1 L1 affine invconv-lu", 4, 4, 1, 1, 2, 5, GLOW_AFFINE, GLOW_INVCONV_LU, 1, 0, 0, 0, 0},
@@ -94,22 +94,7 @@ static double brute_logdet(glow_model *m, glow_real *x, const int *y, size_t d) 
         x[i] = keep;
         for (size_t j = 0; j < d; j++) jac[j * d + i] = ((double)zp[j] - zm[j]) / (2 * eps);
     }
-    double ld = 0;
-    for (size_t k = 0; k < d; k++) {
-        size_t p = k;
-        for (size_t i = k + 1; i < d; i++)
-            if (fabs(jac[i * d + k]) > fabs(jac[p * d + k])) p = i;
-        for (size_t j = 0; j < d; j++) {
-            double tmp = jac[k * d + j];
-            jac[k * d + j] = jac[p * d + j];
-            jac[p * d + j] = tmp;
-        }
-        ld += log(fabs(jac[k * d + k]));
-        for (size_t i = k + 1; i < d; i++) {
-            double f = jac[i * d + k] / jac[k * d + k];
-            for (size_t j = k; j < d; j++) jac[i * d + j] -= f * jac[k * d + j];
-        }
-    }
+    double ld = lu_logabsdet(jac, d);
     free(jac), free(zp), free(zm);
     return ld;
 }
