@@ -419,7 +419,6 @@ int cmd_train(int argc, char **argv) {
     to.matmul = o.matmul && !strcmp(o.matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
     to.activation_memory = o.store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
     to.callback = on_event, to.user = &r;
-    if (o.given[O_EPOCHS]) to.steps = (long long)ceil(o.epochs * (train.n / o.batch));
     if (!o.resume && access(o.checkpoint, F_OK) == 0)
         return cli_error("%s exists: continue it with --resume, or choose another --checkpoint "
                          "(a checkpoint is never overwritten)", o.checkpoint);
@@ -428,6 +427,8 @@ int cmd_train(int argc, char **argv) {
     if (!t) return EXIT_USER;
     const glow_config *cfg = r.cfg = glow_model_config(glow_trainer_model(t));
     const glow_train_state *st = glow_trainer_state(t);
+    if (o.given[O_EPOCHS]) /* the last partial batch of an epoch is dropped */
+        glow_trainer_set_steps(t, (long long)ceil(o.epochs * (train.n / st->batch)));
     if (check_data_fits(&train, cfg, o.data) || (!one_split && check_data_fits(&test, cfg, o.data)))
         return EXIT_USER;
     if (!(r.metrics = fopen(metrics_path, "a"))) return cli_error("%s: cannot open for writing", metrics_path);

@@ -27,9 +27,10 @@
  *
  * Conventions. Functions that can fail return GLOW_OK (0) or a negative status and record a
  * one-line message for glow_last_error() (and for glow_ctx_error() where they take a
- * context); nothing in the library exits or aborts on bad input. Buffers are caller-owned unless a function says otherwise. Floats are
- * `glow_real`, which is float unless the library is built with -DGLOW_REAL=double (the
- * tests use a double build to check gradients tightly).
+ * context); nothing in the library exits or aborts on bad input. Buffers are caller-owned
+ * unless a function says otherwise. Floats are `glow_real`, which is float unless the
+ * library is built with -DGLOW_REAL=double (the tests use a double build to check gradients
+ * tightly).
  */
 #ifndef GLOW_H
 #define GLOW_H
@@ -581,6 +582,8 @@ void glow_trainer_free(glow_trainer *t);
  * was run); or a failure (GLOW_EDIVERGED after max_skips skips in a row; the last
  * checkpoint is then intact). */
 int glow_trainer_step(glow_trainer *t);
+/* Change the total number of steps (to train longer, or to stop sooner). */
+void glow_trainer_set_steps(glow_trainer *t, int64_t steps);
 /* Save the run to path (NULL: opts->checkpoint), atomically. */
 int glow_trainer_save(glow_trainer *t, const char *path);
 /* Mean test bits/dim of the Polyak average over the first n test images (n <= 0: all). */

@@ -90,17 +90,18 @@ int packed_gemm_tn(const backend *be, real *c, int ldc, const real *a, int lda, 
 size_t conv3x3_packed_size(int cin, int cout);
 void conv3x3_pack(const backend *be, real *dst, const real *w, int cin, int cout,
                   int for_backward);
-void conv3x3_forward_packed(const backend *be, real *out, const real *x, const real *packed, const real *shift,
-                            const real *scale, int flags, int batch, int h, int width, int cin,
-                            int cout, real *scratch);
+void conv3x3_forward_packed(const backend *be, real *out, const real *x, const real *packed,
+                            const real *shift, const real *scale, int flags, int batch, int h,
+                            int width, int cin, int cout, real *scratch);
 /* conv3x3_backward and conv1x1_backward with dx from the weights packed for the backward
  * pass when packed is not NULL (else from w through BLAS; be may then be NULL); dx += ...
  * with dx_add, dx = ... without (no need to zero it first). */
-void conv3x3_backward_packed(const backend *be, real *dx, int dx_add, real *dw, real *dbias, const real *dout,
-                             const real *x, const real *w, const real *packed, int batch,
-                             int h, int width, int cin, int cout, real *scratch);
-void conv1x1_backward_packed(const backend *be, real *dx, int dx_add, real *dw, const real *dout, const real *x,
-                             const real *w, const real *packed, size_t rows, int cin, int cout);
+void conv3x3_backward_packed(const backend *be, real *dx, int dx_add, real *dw, real *dbias,
+                             const real *dout, const real *x, const real *w, const real *packed,
+                             int batch, int h, int width, int cin, int cout, real *scratch);
+void conv1x1_backward_packed(const backend *be, real *dx, int dx_add, real *dw,
+                             const real *dout, const real *x, const real *w, const real *packed,
+                             size_t rows, int cin, int cout);
 
 /* sums[c] = sum over rows of a[r,c] (* b[r,c] if b is not NULL), in double. The sum is
  * split into a fixed number of chunks added in order, so it does not depend on threads. */

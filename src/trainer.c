@@ -245,6 +245,7 @@ glow_trainer *glow_trainer_resume(const char *checkpoint, const glow_dataset *tr
 }
 
 glow_model *glow_trainer_model(glow_trainer *t) { return t->m; }
+void glow_trainer_set_steps(glow_trainer *t, int64_t steps) { t->o.steps = steps < 0 ? 0 : steps; }
 glow_optimizer *glow_trainer_optimizer(glow_trainer *t) { return &t->opt; }
 const glow_train_state *glow_trainer_state(const glow_trainer *t) { return &t->st; }
 glow_ctx *glow_trainer_ctx(glow_trainer *t) { return t->ctx; }

@@ -253,9 +253,8 @@ CLONED static void scale_rows(real *out, const real *scale, int relu, size_t row
 }
 
 void conv3x3_forward_packed(const backend *be, real *out, const real *x, const real *packed,
-                            const real *shift,
-                            const real *scale, int flags, int batch, int h, int width, int cin,
-                            int cout, real *scratch) {
+                            const real *shift, const real *scale, int flags, int batch, int h,
+                            int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     int relu = flags & PACKED_RELU;
     if (output_side(cin, cout)) {
@@ -284,9 +283,9 @@ static void gemm_dx(const backend *be, real *dx, const real *a, const real *w,
     else gemm(0, 0, (int)rows, n, k, 1, a, k, w, n, add ? 1 : 0, dx, n);
 }
 
-void conv3x3_backward_packed(const backend *be, real *dx, int dx_add, real *dw, real *dbias, const real *dout,
-                             const real *x, const real *w, const real *packed, int batch,
-                             int h, int width, int cin, int cout, real *scratch) {
+void conv3x3_backward_packed(const backend *be, real *dx, int dx_add, real *dw, real *dbias,
+                             const real *dout, const real *x, const real *w, const real *packed,
+                             int batch, int h, int width, int cin, int cout, real *scratch) {
     size_t rows = (size_t)batch * h * width;
     if (dbias) {
         double sums[cout];
