@@ -118,6 +118,14 @@ typedef struct glow_config {
 /* Defaults: 28x28x1 (Fashion-MNIST), L=2, K=8, width 128, affine with the tanh scale,
  * invconv-lu, learntop with tanh-bounded prior log stds, unconditional, n_bits 8, seed 1. */
 void glow_config_default(glow_config *cfg);
+/* The limits of a model's hyperparameters (glow_config_check; checkpoints are held to them
+ * before anything is built): images up to 16384 x 16384 x 16, levels 1..16, depth up to
+ * 1024 flow steps per level, width up to 8192 channels, up to 65536 classes. */
+#define GLOW_MAX_IMAGE_SIDE 16384
+#define GLOW_MAX_IMAGE_CHANNELS 16
+#define GLOW_MAX_DEPTH 1024
+#define GLOW_MAX_WIDTH 8192
+#define GLOW_MAX_CLASSES 65536
 /* GLOW_OK or GLOW_EINVAL with a message naming the offending value. */
 int glow_config_check(const glow_config *cfg);
 /* Names used by the CLI and the checkpoint ("additive", "invconv-lu", ...); -1 if unknown. */

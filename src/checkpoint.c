@@ -351,6 +351,10 @@ static void shape_string(char *out, size_t cap, int ndim, const int *shape) {
     if (k < cap) snprintf(out + k, cap - k, ")");
 }
 
+/* The fewest bytes a directory entry takes: name length, a one-letter name, ndim, one
+ * dimension, trainable flag, element size, offset and size. */
+#define DIRECTORY_ENTRY_MIN (2 + 1 + 4 + 4 + 4 + 4 + 8 + 8)
+
 /* Compare the stored directory with the model's table; advances c past it. */
 static int check_directory(const char *path, cursor *c, const glow_model *m, int nt,
                            unsigned es) {
@@ -516,17 +520,36 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
                   "sections)", path, has_state, has_opt, n_sections);
         goto fail;
     }
-    if (!(m = glow_model_create(&cfg))) {
-        glow_fail(GLOW_EFORMAT, "%s: cannot build its model: %s", path, glow_last_error());
+    /* What the hyperparameters build, and what the file's size allows, are checked before
+     * the model takes any memory: a small file cannot make glow allocate more than its
+     * sections hold. */
+    size_t n;
+    int n_tensors;
+    if (model_count_params(&cfg, &n, &n_tensors) != GLOW_OK) {
+        glow_fail(GLOW_EFORMAT, "%s: bad hyperparameters: %s", path, glow_last_error());
         goto fail;
     }
-    size_t n = glow_model_n_params(m);
-    cursor c = {d, header_size(get_u32(d + 8)), size - 4};
     if (n_params != n) {
         glow_fail(GLOW_EFORMAT, "%s: tensor mismatch: %llu parameters in the file, %zu in the "
                   "model its hyperparameters build", path, (unsigned long long)n_params, n);
         goto fail;
     }
+    if (nt != (uint32_t)n_tensors) {
+        glow_fail(GLOW_EFORMAT, "%s: tensor mismatch: the file lists %u tensors, the model its "
+                  "hyperparameters build has %d", path, nt, n_tensors);
+        goto fail;
+    }
+    size_t room = size - header_size(get_u32(d + 8)) - 4, sections = has_opt ? 4 : 1;
+    if (n > room / es / sections || (size_t)nt * DIRECTORY_ENTRY_MIN > room - n * es * sections) {
+        glow_fail(GLOW_EFORMAT, "%s: truncated: %zu bytes cannot hold its %u tensors and %zu "
+                  "parameters", path, size, nt, n);
+        goto fail;
+    }
+    if (!(m = model_create(&cfg, 0))) {
+        glow_fail(GLOW_EFORMAT, "%s: cannot build its model: %s", path, glow_last_error());
+        goto fail;
+    }
+    cursor c = {d, header_size(get_u32(d + 8)), size - 4};
     if (check_directory(path, &c, m, (int)nt, es) != GLOW_OK) goto fail;
     if (read_section(path, &c, "params", glow_model_params(m), n, es) != GLOW_OK) goto fail;
     if (has_opt) {

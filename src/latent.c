@@ -4,7 +4,10 @@
  * .npy (format 1.0, little-endian, C order) for one array, and an uncompressed .npz (a zip
  * of .npy members) for the attribute directions with their names and counts. Reading
  * accepts what this file writes and the common variants NumPy writes (format 1.0-3.0). */
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,6 +159,8 @@ int glow_npy_write_labels(const char *path, const int *labels, size_t n) {
     return rc;
 }
 
+#define NPY_MAX_CHARS 1024 /* the longest unicode dtype read (<U1024) */
+
 typedef struct npy_view {
     char descr[16];
     int ndim;
@@ -185,23 +190,42 @@ static int npy_parse(npy_view *v, const unsigned char *buf, size_t size, const c
         return glow_fail(GLOW_EFORMAT, "%s: malformed dtype in .npy header", what);
     if (!strncmp(f + 16, " True", 5))
         return glow_fail(GLOW_EFORMAT, "%s: Fortran-order arrays are not supported", what);
+    /* The element size from the dtypes glow reads: floats and integers of 4 or 8 bytes,
+     * and unicode strings of up to NPY_MAX_CHARS characters (4 bytes each). */
+    size_t elem = 0;
+    if (!strcmp(v->descr, "<f4") || !strcmp(v->descr, "<i4")) elem = 4;
+    else if (!strcmp(v->descr, "<f8") || !strcmp(v->descr, "<i8")) elem = 8;
+    else if (!strncmp(v->descr, "<U", 2)) {
+        char *end;
+        unsigned long chars = strtoul(v->descr + 2, &end, 10);
+        if (*end == 0 && chars >= 1 && chars <= NPY_MAX_CHARS) elem = 4 * chars;
+    }
+    if (!elem) return glow_fail(GLOW_EFORMAT, "%s: unsupported dtype '%s'", what, v->descr);
     const char *p = strchr(s, '(');
     if (!p) return glow_fail(GLOW_EFORMAT, "%s: malformed shape in .npy header", what);
     p++;
+    /* The element count, checked against the bytes that follow the header before anything
+     * is multiplied out: a shape like (2^62, 2) is refused here. */
+    size_t room = (size - start - hlen) / elem;
     v->count = 1;
     while (*p && *p != ')') {
         char *end;
+        errno = 0;
         unsigned long long dim = strtoull(p, &end, 10);
         if (end == p) break;
+        if (*p == '-' || errno == ERANGE)
+            return glow_fail(GLOW_EFORMAT, "%s: malformed shape in .npy header", what);
         if (v->ndim == 4) return glow_fail(GLOW_EFORMAT, "%s: more than 4 dimensions", what);
         v->shape[v->ndim++] = dim;
+        if (dim == 0) room = SIZE_MAX; /* an empty array: every product stays 0 */
+        else if (v->count > room / dim)
+            return glow_fail(GLOW_EFORMAT, "%s: truncated: the header's shape needs more than "
+                             "the file's %zu bytes of data", what, size - start - hlen);
         v->count *= dim;
         p = end;
         while (*p == ',' || *p == ' ') p++;
     }
-    size_t elem = !strcmp(v->descr, "<i8") || !strcmp(v->descr, "<f8") ? 8
-                : !strncmp(v->descr, "<U", 2) ? 4 * (size_t)atoi(v->descr + 2) : 4;
-    if (start + hlen + v->count * elem > size)
+    if (v->count > room)
         return glow_fail(GLOW_EFORMAT, "%s: truncated: the header promises %zu values", what, v->count);
     v->data = buf + start + hlen;
     return GLOW_OK;
@@ -355,6 +379,8 @@ int glow_directions_load(const char *path, glow_directions *d) {
                           names.count != z.shape[0] || strcmp(pos.descr, "<i8") ||
                           pos.count != z.shape[0] || strcmp(neg.descr, "<i8") || neg.count != z.shape[0]))
         rc = glow_fail(GLOW_EFORMAT, "%s: members have unexpected types or shapes", path);
+    if (rc == GLOW_OK && z.shape[0] > INT_MAX)
+        rc = glow_fail(GLOW_EFORMAT, "%s: %zu directions: more than glow reads", path, z.shape[0]);
     if (rc == GLOW_OK) {
         d->n = (int)z.shape[0], d->dim = z.shape[1];
         int width = atoi(names.descr + 2);

@@ -70,6 +70,11 @@ int glow_config_check(const glow_config *cfg) {
     if (cfg->image_h < 1 || cfg->image_w < 1 || cfg->image_c < 1)
         return glow_fail(GLOW_EINVAL, "image size %dx%dx%d: every dimension must be >= 1",
                          cfg->image_h, cfg->image_w, cfg->image_c);
+    if (cfg->image_h > GLOW_MAX_IMAGE_SIDE || cfg->image_w > GLOW_MAX_IMAGE_SIDE ||
+        cfg->image_c > GLOW_MAX_IMAGE_CHANNELS)
+        return glow_fail(GLOW_EINVAL, "image size %dx%dx%d: at most %dx%dx%d", cfg->image_h,
+                         cfg->image_w, cfg->image_c, GLOW_MAX_IMAGE_SIDE, GLOW_MAX_IMAGE_SIDE,
+                         GLOW_MAX_IMAGE_CHANNELS);
     if (cfg->levels < 1 || cfg->levels > GLOW_MAX_LEVELS)
         return glow_fail(GLOW_EINVAL, "levels %d: must be in 1..%d", cfg->levels, GLOW_MAX_LEVELS);
     int f = 1 << cfg->levels;
@@ -81,8 +86,13 @@ int glow_config_check(const glow_config *cfg) {
                          "2^levels = %d (this size allows at most %d levels)",
                          cfg->image_h, cfg->image_w, cfg->levels, f, lmax);
     }
-    if (cfg->depth < 1) return glow_fail(GLOW_EINVAL, "depth %d: must be >= 1", cfg->depth);
-    if (cfg->width < 1) return glow_fail(GLOW_EINVAL, "width %d: must be >= 1", cfg->width);
+    if (cfg->depth < 1 || cfg->depth > GLOW_MAX_DEPTH)
+        return glow_fail(GLOW_EINVAL, "depth %d: must be in 1..%d", cfg->depth, GLOW_MAX_DEPTH);
+    if (cfg->width < 1 || cfg->width > GLOW_MAX_WIDTH)
+        return glow_fail(GLOW_EINVAL, "width %d: must be in 1..%d", cfg->width, GLOW_MAX_WIDTH);
+    if ((unsigned)cfg->learntop > 1 || (unsigned)cfg->ycond > 1)
+        return glow_fail(GLOW_EINVAL, "learntop %d, ycond %d: each must be 0 or 1", cfg->learntop,
+                         cfg->ycond);
     if ((unsigned)cfg->coupling > GLOW_AFFINE)
         return glow_fail(GLOW_EINVAL, "coupling %d: unknown", (int)cfg->coupling);
     if ((unsigned)cfg->affine_scale > GLOW_SCALE_TANH)
@@ -93,7 +103,9 @@ int glow_config_check(const glow_config *cfg) {
         return glow_fail(GLOW_EINVAL, "permutation %d: unknown", (int)cfg->permutation);
     if (cfg->n_bits < 1 || cfg->n_bits > 8)
         return glow_fail(GLOW_EINVAL, "n_bits %d: must be in 1..8", cfg->n_bits);
-    if (cfg->n_classes < 0) return glow_fail(GLOW_EINVAL, "n_classes %d: must be >= 0", cfg->n_classes);
+    if (cfg->n_classes < 0 || cfg->n_classes > GLOW_MAX_CLASSES)
+        return glow_fail(GLOW_EINVAL, "n_classes %d: must be in 0..%d", cfg->n_classes,
+                         GLOW_MAX_CLASSES);
     if (cfg->ycond && cfg->n_classes < 1)
         return glow_fail(GLOW_EINVAL, "a class-conditional prior needs n_classes >= 1");
     if (!(cfg->weight_y >= 0))
@@ -113,12 +125,24 @@ static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shap
                          const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 
+/* A tensor appended to the table, at the next offset; returns the offset. While counting
+ * (m->counting) only the counts move. A failed allocation is kept in m->table_failed. */
 static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shape,
                          const char *fmt, ...) {
+    size_t size = 1, offset = m->n_params;
+    for (int i = 0; i < ndim; i++) size *= shape[i];
+    if (m->counting || m->table_failed) {
+        m->n_tensors++;
+        m->n_params += size;
+        return offset;
+    }
     if (m->n_tensors == m->cap_tensors) {
         int cap = m->cap_tensors ? 2 * m->cap_tensors : 64;
         glow_tensor_info *t = realloc(m->tensors, sizeof *t * cap);
-        if (!t) return SIZE_MAX;
+        if (!t) {
+            m->table_failed = 1;
+            return offset;
+        }
         m->tensors = t;
         m->cap_tensors = cap;
     }
@@ -129,15 +153,12 @@ static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shap
     vsnprintf(t->name, sizeof t->name, fmt, ap);
     va_end(ap);
     t->ndim = ndim;
-    t->size = 1;
-    for (int i = 0; i < ndim; i++) {
-        t->shape[i] = shape[i];
-        t->size *= shape[i];
-    }
-    t->offset = m->n_params;
+    for (int i = 0; i < ndim; i++) t->shape[i] = shape[i];
+    t->size = size;
+    t->offset = offset;
     t->trainable = trainable;
-    m->n_params += t->size;
-    return t->offset;
+    m->n_params += size;
+    return offset;
 }
 
 #define SHAPE(...) (int[]){__VA_ARGS__}
@@ -145,6 +166,8 @@ static size_t add_tensor(glow_model *m, int trainable, int ndim, const int *shap
 #define TENSOR(m, trainable, name_fmt, ...)                                              \
     add_tensor(m, trainable, NDIM(__VA_ARGS__), SHAPE(__VA_ARGS__), "%s", name_fmt)
 
+/* The parameter table, and every step's offsets into it (not while counting: lv->steps is
+ * then NULL). */
 static void build_table(glow_model *m) {
     const glow_config *cfg = &m->cfg;
     char p[64], n[96];
@@ -153,7 +176,7 @@ static void build_table(glow_model *m) {
         int c = lv->c, half = c / 2, width = cfg->width;
         int cout = coupling_nn_out(cfg->coupling, c);
         for (int k = 0; k < cfg->depth; k++) {
-            step_offsets *s = &lv->steps[k];
+            step_offsets unused, *s = lv->steps ? &lv->steps[k] : &unused;
             snprintf(p, sizeof p, "level%d.step%d", i, k);
 #define T(trainable, suffix, ...) (snprintf(n, sizeof n, "%s.%s", p, suffix), TENSOR(m, trainable, n, __VA_ARGS__))
             s->an_b = T(1, "actnorm.bias", c);
@@ -218,13 +241,15 @@ static int init_params(glow_model *m) {
                 w[s->w2 + j] = (real)(0.05 * glow_rng_normal(key, n1 + j));
             uint64_t step_seed = glow_rng_key(cfg->seed, 0x7065726d /* "perm" */, i, k);
             if (cfg->permutation == GLOW_SHUFFLE) {
-                int perm[c];
+                int *perm = malloc(sizeof(int) * c); /* c can be large: not on the stack */
+                if (!perm) return glow_fail(GLOW_ENOMEM, "out of memory");
                 for (int j = 0; j < c; j++) perm[j] = j;
                 for (int j = c - 1; j > 0; j--) { /* Fisher-Yates */
                     int r = (int)(glow_rng_uniform(step_seed, j) * (j + 1));
                     int t = perm[j]; perm[j] = perm[r]; perm[r] = t;
                 }
                 for (int j = 0; j < c; j++) w[s->perm + j] = (real)perm[j];
+                free(perm);
             } else if (cfg->permutation == GLOW_INVCONV) {
                 random_rotation(w + s->w, c, step_seed);
             } else if (cfg->permutation == GLOW_INVCONV_LU) {
@@ -247,14 +272,11 @@ static int init_params(glow_model *m) {
     return GLOW_OK;
 }
 
-glow_model *glow_model_create(const glow_config *cfg) {
-    if (glow_config_check(cfg) != GLOW_OK) return NULL;
-    glow_model *m = calloc(1, sizeof *m);
-    if (!m) goto oom;
-    m->cfg = *cfg;
+/* The levels' shapes; their steps' offsets unless counting. */
+static int lay_out_levels(glow_model *m) {
+    const glow_config *cfg = &m->cfg;
     m->n_levels = cfg->levels;
-    m->levels = calloc(cfg->levels, sizeof(level));
-    if (!m->levels) goto oom;
+    if (!(m->levels = calloc(cfg->levels, sizeof(level)))) return GLOW_ENOMEM;
     int h = cfg->image_h, w = cfg->image_w, c = cfg->image_c;
     size_t offset = 0;
     for (int i = 0; i < cfg->levels; i++) {
@@ -264,16 +286,36 @@ glow_model *glow_model_create(const glow_config *cfg) {
         lv->z_offset = offset;
         lv->z_size = (size_t)h * w * (i < cfg->levels - 1 ? c / 2 : c);
         offset += lv->z_size;
-        lv->steps = calloc(cfg->depth, sizeof(step_offsets));
-        if (!lv->steps) goto oom;
+        if (!m->counting && !(lv->steps = calloc(cfg->depth, sizeof(step_offsets))))
+            return GLOW_ENOMEM;
         c /= 2; /* the half that continues */
     }
     m->dim = (size_t)cfg->image_h * cfg->image_w * cfg->image_c;
+    return GLOW_OK;
+}
+
+int model_count_params(const glow_config *cfg, size_t *n_params, int *n_tensors) {
+    if (glow_config_check(cfg) != GLOW_OK) return GLOW_EINVAL;
+    glow_model m = {.cfg = *cfg, .counting = 1};
+    int rc = lay_out_levels(&m);
+    if (rc == GLOW_OK) build_table(&m);
+    free(m.levels);
+    if (rc != GLOW_OK) return glow_fail(GLOW_ENOMEM, "out of memory");
+    *n_params = m.n_params;
+    *n_tensors = m.n_tensors;
+    return GLOW_OK;
+}
+
+glow_model *model_create(const glow_config *cfg, int init) {
+    if (glow_config_check(cfg) != GLOW_OK) return NULL;
+    glow_model *m = calloc(1, sizeof *m);
+    if (!m) goto oom;
+    m->cfg = *cfg;
+    if (lay_out_levels(m) != GLOW_OK) goto oom;
     build_table(m);
-    if (m->n_tensors == 0 || !m->tensors) goto oom;
-    m->params = malloc(sizeof(real) * m->n_params);
-    if (!m->params) goto oom;
-    if (init_params(m) != GLOW_OK) {
+    if (m->table_failed || m->n_tensors == 0) goto oom;
+    if (!(m->params = malloc(sizeof(real) * m->n_params))) goto oom;
+    if (init && init_params(m) != GLOW_OK) {
         glow_model_free(m);
         return NULL;
     }
@@ -283,6 +325,8 @@ oom:
     glow_fail(GLOW_ENOMEM, "out of memory creating the model");
     return NULL;
 }
+
+glow_model *glow_model_create(const glow_config *cfg) { return model_create(cfg, 1); }
 
 void glow_model_free(glow_model *m) {
     if (!m) return;

@@ -30,9 +30,18 @@ struct glow_model {
     size_t top_bias, top_ycond, cls_w, cls_b; /* SIZE_MAX when absent */
     glow_tensor_info *tensors;
     int n_tensors, cap_tensors;
+    int counting;     /* laying out the table only to count it (model_count_params) */
+    int table_failed; /* an allocation of the table failed */
     real *params;
     size_t n_params;
 };
+
+/* The parameter and tensor counts of the model cfg describes, worked out without building
+ * it (a few hundred bytes whatever cfg says): a checkpoint's claims are checked against them
+ * before anything is allocated. GLOW_EINVAL if cfg is out of range. */
+int model_count_params(const glow_config *cfg, size_t *n_params, int *n_tensors);
+/* glow_model_create, with the initial values (init) or with none (a checkpoint's follow). */
+glow_model *model_create(const glow_config *cfg, int init);
 
 /* GLOW_OK if every fixed permutation tensor holds a permutation (checked on load). */
 int glow_model_check_fixed(const glow_model *m);

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <zlib.h>
 #include "flow.h"
 #include "test.h"
@@ -615,4 +616,68 @@ TEST(checkpoint_version1_loads_as_sigmoid) {
         free(d);
         trained_free(&t);
     }
+}
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void put_le(uint8_t *p, uint64_t v, int bytes) {
+    for (int i = 0; i < bytes; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+/* Hostile hyperparameters behind a valid checksum (an attacker recomputes it): each is
+ * refused from the header alone, at once, before the model takes any memory; and the
+ * stored parameter count is believed only as far as the file's size backs it. */
+TEST(checkpoint_hostile_hyperparameters) {
+    trained t;
+    REQUIRE(make_trained(&t, &cases[0]) == GLOW_OK, "%s", glow_last_error());
+    const char *path = tmp_path("host.ckpt"), *bad = tmp_path("host_bad.ckpt");
+    REQUIRE_OK(glow_checkpoint_save(path, t.m, NULL, &t.st));
+    size_t size;
+    uint8_t *orig = slurp(path, &size), *d = malloc(size);
+    REQUIRE(orig && d, "read");
+    struct { const char *what; int at, bytes; uint64_t value; const char *message; } cases_[] = {
+        {"depth 10^6", 40, 4, 1000000, "depth"},
+        {"levels 100", 36, 4, 100, "levels"},
+        {"width 2^30", 44, 4, 1u << 30, "width"},
+        {"image 600000 channels", 32, 4, 600000, "image size"},
+        {"image 65536 x 65536", 24, 4, 65536, "image size"},
+        {"ycond 2", 96, 4, 2, "ycond"},
+        {"learntop 7", 88, 4, 7, "learntop"},
+        {"n_classes 2^31 - 1", 92, 4, 0x7fffffff, "n_classes"},
+        {"2^60 parameters", 264, 8, 1ull << 60, "parameters"},
+        {"2^31 tensors", 256, 4, 0x80000000u, "tensors"},
+    };
+    for (size_t i = 0; i < sizeof cases_ / sizeof cases_[0]; i++) {
+        memcpy(d, orig, size);
+        put_le(d + cases_[i].at, cases_[i].value, cases_[i].bytes);
+        fix_crc(d, size);
+        REQUIRE(spit(bad, d, size), "write");
+        double t0 = now_s();
+        glow_model *m = glow_checkpoint_load(bad, 0, NULL, NULL);
+        double dt = now_s() - t0;
+        CHECK_REFUSED(m, bad, cases_[i].message, "%s loaded", cases_[i].what);
+        CHECK(dt < 1, "%s: refused after %.1f s", cases_[i].what, dt);
+    }
+    /* Hyperparameters within the limits whose model is far larger than the file: width 8192
+     * (2^26 weights per 1x1 convolution), with the stored counts made to agree. */
+    glow_config cfg = *glow_model_config(t.m);
+    cfg.width = 8192;
+    size_t n;
+    int nt;
+    REQUIRE_OK(model_count_params(&cfg, &n, &nt));
+    memcpy(d, orig, size);
+    put_le(d + 44, 8192, 4);
+    put_le(d + 264, n, 8);
+    fix_crc(d, size);
+    REQUIRE(spit(bad, d, size), "write");
+    double t0 = now_s();
+    CHECK_REFUSED(glow_checkpoint_load(bad, 0, NULL, NULL), bad, "truncated",
+                  "a %zu-parameter model from a %zu-byte file", n, size);
+    CHECK(now_s() - t0 < 1, "refused after %.1f s", now_s() - t0);
+    free(orig), free(d);
+    trained_free(&t);
 }

@@ -217,3 +217,65 @@ TEST(latent_manipulation_moves_toward_class) {
     glow_dataset_free(&train), glow_dataset_free(&test);
     glow_model_free(m);
 }
+
+/* A .npy image with the given header dict and `data` bytes of zeros after it. */
+static size_t npy_bytes(unsigned char *out, const char *dict, size_t data) {
+    size_t len = strlen(dict), hlen = (10 + len + 1 + 63) / 64 * 64 - 10;
+    memcpy(out, "\x93NUMPY\x01\x00", 8);
+    out[8] = (unsigned char)(hlen & 0xff), out[9] = (unsigned char)(hlen >> 8);
+    memset(out + 10, ' ', hlen);
+    memcpy(out + 10, dict, len);
+    out[10 + hlen - 1] = '\n';
+    memset(out + 10 + hlen, 0, data);
+    return 10 + hlen + data;
+}
+
+/* One stored zip member (a local header and its data; the reader needs no more). */
+static size_t zip_stored(unsigned char *out, const char *name, const unsigned char *data,
+                         size_t size) {
+    size_t nlen = strlen(name);
+    memset(out, 0, 30);
+    out[0] = 'P', out[1] = 'K', out[2] = 3, out[3] = 4;
+    for (int i = 0; i < 4; i++) out[18 + i] = out[22 + i] = (unsigned char)(size >> (8 * i));
+    out[26] = (unsigned char)nlen;
+    memcpy(out + 30, name, nlen);
+    memcpy(out + 30 + nlen, data, size);
+    return 30 + nlen + size;
+}
+
+/* Shapes whose element counts overflow are refused from the header, with the file's name:
+ * no allocation, no crash (the outside fuzzing found a heap overflow here). */
+TEST(latent_hostile_npy_and_npz) {
+    static const char *dicts[] = {
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4611686018427387904, 2), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (2, 4611686018427387904), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (4294967296, 4294967296), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999999, 2), }",
+        "{'descr': '<f4', 'fortran_order': False, 'shape': (-1, 2), }",
+        "{'descr': '<U99999999', 'fortran_order': False, 'shape': (1, 2), }",
+        "{'descr': '<U0', 'fortran_order': False, 'shape': (1, 2), }",
+    };
+    char path[512];
+    snprintf(path, sizeof path, "%s/hostile.npy", test_tmpdir());
+    unsigned char buf[1024], zip[2048];
+    for (size_t i = 0; i < sizeof dicts / sizeof dicts[0]; i++) {
+        size_t n = npy_bytes(buf, dicts[i], 16);
+        FILE *f = fopen(path, "wb");
+        REQUIRE(f && fwrite(buf, 1, n, f) == n && fclose(f) == 0, "write");
+        glow_real *z = NULL;
+        size_t rows = 0, cols = 0;
+        CHECK(glow_npy_read(path, &z, &rows, &cols) == GLOW_EFORMAT && strstr(glow_last_error(), path),
+              "%s: read as (%zu, %zu): %s", dicts[i], rows, cols, glow_last_error());
+        free(z);
+    }
+    /* The same shape as a directions file's first member: refused, not one row of
+     * dimension 4.6e18. */
+    size_t n = npy_bytes(buf, dicts[1], 16);
+    size_t zn = zip_stored(zip, "directions.npy", buf, n);
+    snprintf(path, sizeof path, "%s/hostile.npz", test_tmpdir());
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f && fwrite(zip, 1, zn, f) == zn && fclose(f) == 0, "write");
+    glow_directions d;
+    CHECK(glow_directions_load(path, &d) == GLOW_EFORMAT && strstr(glow_last_error(), "truncated"),
+          "a directions file of dimension 4.6e18: %s", glow_last_error());
+}
