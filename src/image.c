@@ -74,6 +74,10 @@ static int decode_png(const char *name, const uint8_t *data, size_t size, uint8_
     size_t rowbytes = png_get_rowbytes(png, info);
     if (ich < 1 || ich > 4 || rowbytes != iw * ich) png_error(png, "unsupported pixel layout");
     if (ih * iw * ich > MAX_SAMPLES) png_error(png, "image too large");
+    /* Deflate expands at most 1032:1, so larger claims are a decompression bomb (or a
+     * truncated file), refused before the pixels are allocated. */
+    if (ih * (rowbytes + 1) > 1032 * (size_t)size + 65536)
+        png_error(png, "more pixels than the file's bytes can hold");
     int oc = ich >= 3 ? 3 : 1; /* alpha dropped */
     raw = malloc(ih * rowbytes);
     rows = malloc(ih * sizeof *rows);
@@ -132,6 +136,15 @@ static int decode_jpeg(const char *name, const uint8_t *data, size_t size, uint8
         return glow_fail(GLOW_EFORMAT, "%s: unsupported image: CMYK JPEG", name);
     }
     int oc = cinfo.num_components == 1 ? 1 : 3;
+    /* The size from the header, before jpeg_start_decompress allocates for it (a
+     * progressive JPEG's coefficient buffers take 2 bytes per sample there). */
+    if ((size_t)cinfo.image_height * cinfo.image_width * oc > MAX_SAMPLES) {
+        size_t h = cinfo.image_height, w = cinfo.image_width;
+        jpeg_destroy_decompress(&cinfo);
+        return glow_fail(GLOW_EFORMAT, "%s: unsupported image: %zux%zu JPEG, over the limit of "
+                         "%zu samples", name, h, w, MAX_SAMPLES);
+    }
+    cinfo.mem->max_memory_to_use = 3 * MAX_SAMPLES; /* libjpeg's own, bounded too */
     cinfo.out_color_space = oc == 1 ? JCS_GRAYSCALE : JCS_RGB;
     jpeg_start_decompress(&cinfo);
     size_t ih = cinfo.output_height, iw = cinfo.output_width;

@@ -2,6 +2,7 @@
  * are written under test_tmpdir() by the tests themselves; the PNG variants the library
  * never writes (palette, 16-bit, alpha) are made here with libpng, JPEGs with libjpeg. */
 #include <png.h>
+#include <zlib.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -397,4 +398,82 @@ TEST(plot_write) {
     int rc = glow_plot_write(path, "t", x, ys, labels, 2, N, 100, 50);
     CHECK(rc == GLOW_EINVAL && strstr(glow_last_error(), "one.png"), "tiny plot: %d %s", rc,
           glow_last_error());
+}
+
+/* The marker's segment (its first byte after the 0xFF, marker) in a JPEG, or NULL. */
+static uint8_t *jpeg_segment(uint8_t *d, size_t n, uint8_t marker) {
+    for (size_t i = 0; i + 1 < n; i++)
+        if (d[i] == 0xFF && d[i + 1] == marker) return d + i + 2;
+    return NULL;
+}
+
+static uint8_t *file_bytes(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    uint8_t *d = malloc(1 << 20);
+    *n = d ? fread(d, 1, 1 << 20, f) : 0;
+    fclose(f);
+    return d;
+}
+
+/* Headers that claim huge images are refused from the header, before any pixel (or
+ * libjpeg coefficient) buffer is allocated, at once: a progressive JPEG of a few hundred
+ * bytes that claims 20742 x 35338, a PNG claiming 100000 x 100000, and a PNG claiming
+ * 8000 x 8000 (within the sample limit) from far fewer bytes than deflate could expand. */
+TEST(image_hostile_sizes) {
+    char path[512];
+    snprintf(path, sizeof path, "%s/prog.jpg", test_tmpdir());
+    uint8_t px[16 * 16 * 3];
+    for (int i = 0; i < 16 * 16 * 3; i++) px[i] = (uint8_t)(i * 7);
+    FILE *f = fopen(path, "wb");
+    REQUIRE(f, "open");
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    jpeg_stdio_dest(&cinfo, f);
+    cinfo.image_width = cinfo.image_height = 16, cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_simple_progression(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    while (cinfo.next_scanline < 16) {
+        JSAMPROW row = px + (size_t)cinfo.next_scanline * 16 * 3;
+        jpeg_write_scanlines(&cinfo, &row, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    fclose(f);
+    size_t n = 0;
+    uint8_t *d = file_bytes(path, &n), *sof = d ? jpeg_segment(d, n, 0xC2) : NULL;
+    REQUIRE(sof, "no progressive SOF in %zu bytes", n);
+    sof[3] = 20742 >> 8, sof[4] = 20742 & 0xff, sof[5] = 35338 >> 8, sof[6] = 35338 & 0xff;
+    uint8_t *img = NULL;
+    int h, w, c;
+    CHECK(glow_image_decode(d, n, &img, &h, &w, &c) == GLOW_EFORMAT &&
+          strstr(glow_last_error(), "20742x35338") && strstr(glow_last_error(), "over the limit"),
+          "a %zu-byte JPEG claiming 20742x35338: %s", n,
+          glow_last_error());
+    free(img), free(d);
+    /* PNGs: a 1x1 image whose header is made to claim more. */
+    uint8_t one[1] = {7}, *png;
+    size_t pn;
+    REQUIRE_OK(glow_png_encode(&png, &pn, one, 1, 1, 1));
+    static const uint32_t claims[][2] = {{100000, 100000}, {8000, 8000}};
+    static const char *why[] = {"too large", "more pixels than the file's bytes can hold"};
+    for (int k = 0; k < 2; k++) {
+        uint8_t *ihdr = png + 12; /* "IHDR", then width and height, big-endian */
+        for (int i = 0; i < 4; i++) {
+            ihdr[4 + i] = (uint8_t)(claims[k][0] >> (24 - 8 * i));
+            ihdr[8 + i] = (uint8_t)(claims[k][1] >> (24 - 8 * i));
+        }
+        uint32_t crc = (uint32_t)crc32(0, ihdr, 17);
+        for (int i = 0; i < 4; i++) ihdr[17 + i] = (uint8_t)(crc >> (24 - 8 * i));
+        img = NULL;
+        CHECK(glow_image_decode(png, pn, &img, &h, &w, &c) == GLOW_EFORMAT &&
+              strstr(glow_last_error(), why[k]), "a %zu-byte PNG claiming %ux%u: %s", pn,
+              claims[k][0], claims[k][1], glow_last_error());
+        free(img);
+    }
+    free(png);
 }
