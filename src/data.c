@@ -109,6 +109,20 @@ static int gz_read_all(gzFile f, const char *path, size_t size, uint8_t **out, s
     return GLOW_OK;
 }
 
+/* The most bytes an IDX file can hold past its header: its size, or for a gzipped one
+ * deflate's largest expansion (1032:1) of it. A header that claims more is refused before
+ * anything is read or allocated (a gzip bomb with a lying header, say). */
+static size_t idx_room(const char *path) {
+    struct stat sb;
+    if (stat(path, &sb) != 0) return 0;
+    size_t size = (size_t)sb.st_size;
+    FILE *f = fopen(path, "rb");
+    unsigned char m[2] = {0, 0};
+    int gz = f && fread(m, 1, 2, f) == 2 && m[0] == 0x1f && m[1] == 0x8b;
+    if (f) fclose(f);
+    return gz ? 1032 * size + 1024 : size;
+}
+
 /* Header of an IDX file: magic 0x00 0x00 type ndims, then ndims big-endian uint32. */
 static int idx_header(gzFile f, const char *path, int want_dims_lo, int want_dims_hi,
                       const char *what, int *ndims, uint32_t dims[4]) {
@@ -136,11 +150,16 @@ static int idx_load_images(glow_dataset *d, const char *path) {
     uint32_t dims[4] = {0, 0, 0, 1};
     int rc = idx_header(f, path, 3, 4, "image", &ndims, dims);
     if (rc == GLOW_OK && (dims[0] > 1u << 30 || dims[1] < 1 || dims[2] < 1 || dims[3] < 1 ||
-                          dims[1] > 1u << 15 || dims[2] > 1u << 15 || dims[3] > 4))
+                          dims[1] > GLOW_MAX_IMAGE_SIDE || dims[2] > GLOW_MAX_IMAGE_SIDE ||
+                          dims[3] > 4))
         rc = glow_fail(GLOW_EFORMAT, "%s: wrong dimensions %u x %u x %u x %u", path, dims[0],
                        dims[1], dims[2], dims[3]);
     size_t image = (size_t)dims[1] * dims[2] * dims[3], want = dims[0] * image, got = 0;
     uint8_t *px = NULL;
+    if (rc == GLOW_OK && want > idx_room(path))
+        rc = glow_fail(GLOW_EFORMAT, "%s: truncated: the header claims %u images of %ux%ux%u "
+                       "(%zu bytes), more than the file can hold", path, dims[0], dims[1], dims[2], dims[3],
+                       want);
     if (rc == GLOW_OK) rc = gz_read_all(f, path, want, &px, &got);
     gzclose(f);
     if (rc == GLOW_OK && got < want) {

@@ -42,6 +42,12 @@ static char *next_line(char **cursor) {
     return s;
 }
 
+/* Whether a field starts like a number (after blanks): a sign or a digit. */
+static int is_number_start(const char *s) {
+    while (isspace((unsigned char)*s)) s++;
+    return *s == '-' || *s == '+' || isdigit((unsigned char)*s);
+}
+
 /* Index of a file name in the (sorted) names of d, or -1. */
 static int find_name(const glow_dataset *d, const char *name) {
     char key[256];
@@ -53,6 +59,9 @@ static int find_name(const glow_dataset *d, const char *name) {
 
 /* ---------------------------------------------------------------- attributes ------- */
 
+/* The most attributes a file may name (CelebA's has 40). */
+#define MAX_ATTRIBUTES 4096
+
 int glow_dataset_load_attributes(glow_dataset *d, const char *path) {
     if (!d->names)
         return glow_fail(GLOW_EINVAL, "%s: attributes need a data set loaded from an image "
@@ -63,7 +72,7 @@ int glow_dataset_load_attributes(glow_dataset *d, const char *path) {
     cur = text;
     char(*names)[64] = NULL;
     int8_t *attrs = NULL;
-    int n_attrs = 0, count = 0, lines = 0;
+    int n_attrs = 0, cap = 0, count = 0, lines = 0;
     line = next_line(&cur);
     if (!line || sscanf(line, "%d", &count) != 1 || count < 0) {
         rc = glow_fail(GLOW_EFORMAT, "%s: line 1 should hold the number of images", path);
@@ -79,12 +88,20 @@ int glow_dataset_load_attributes(glow_dataset *d, const char *path) {
             rc = glow_fail(GLOW_EFORMAT, "%s: attribute name longer than 63 characters", path);
             goto done;
         }
-        char(*p)[64] = realloc(names, (size_t)(n_attrs + 1) * sizeof *names);
-        if (!p) {
-            rc = glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
+        if (n_attrs == MAX_ATTRIBUTES) {
+            rc = glow_fail(GLOW_EFORMAT, "%s: more than %d attribute names on line 2", path,
+                           MAX_ATTRIBUTES);
             goto done;
         }
-        names = p;
+        if (n_attrs == cap) { /* grown geometrically: a long line costs linear time */
+            cap = cap ? 2 * cap : 64;
+            char(*p)[64] = realloc(names, (size_t)cap * sizeof *names);
+            if (!p) {
+                rc = glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
+            names = p;
+        }
         snprintf(names[n_attrs++], sizeof *names, "%s", tok);
     }
     if (n_attrs == 0) {
@@ -136,7 +153,9 @@ done:
     return rc;
 }
 
-/* labels.csv: "filename,label" per line; the first line may be a header. */
+/* labels.csv: "filename,label" per line, labels in 0..GLOW_MAX_CLASSES-1. The first line
+ * may be a header: one whose label field is text (not a number) and whose file name is not
+ * an image's. Any other line that does not parse is an error, the first line's too. */
 int dataset_load_labels_csv(glow_dataset *d, const char *path) {
     char *text, *cur, *line;
     int rc = read_text(path, &text);
@@ -154,16 +173,18 @@ int dataset_load_labels_csv(glow_dataset *d, const char *path) {
         char *comma = strchr(line, ',');
         char *end = NULL;
         long v = comma ? strtol(comma + 1, &end, 10) : 0;
-        int ok = comma && end != comma + 1 && !*end && v >= 0 && v < (1L << 30);
-        if (!ok && comma && ln == 1) continue; /* header */
+        int ok = comma && end != comma + 1 && !*end && v >= 0 && v < GLOW_MAX_CLASSES;
+        if (comma) {
+            *comma = 0;
+            for (char *t = comma; t > line && isspace((unsigned char)t[-1]);) *--t = 0;
+        }
+        int i = comma ? find_name(d, line) : -1;
+        if (!ok && ln == 1 && comma && i < 0 && !is_number_start(comma + 1)) continue; /* header */
         if (!ok) {
             rc = glow_fail(GLOW_EFORMAT, "%s:%d: expected 'filename,label' with an integer "
-                           "label >= 0", path, ln);
+                           "label in 0..%d", path, ln, GLOW_MAX_CLASSES - 1);
             break;
         }
-        *comma = 0;
-        for (char *t = comma; t > line && isspace((unsigned char)t[-1]);) *--t = 0;
-        int i = find_name(d, line);
         if (i >= 0) labels[i] = (int)v;
     }
     for (int i = 0; i < d->n && rc == GLOW_OK; i++)

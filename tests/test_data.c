@@ -389,6 +389,21 @@ TEST(data_folder_labels_and_attach) {
     rc = glow_dataset_load(&d, dir, NULL, 6);
     CHECK(rc == GLOW_EFORMAT && message_has("labels.csv:2"), "bad label: %d %s", rc,
           glow_last_error());
+    /* A first line that is an image's entry with a bad label is an error, not a header;
+     * so is a negative or too large label there; a text header is skipped. */
+    static const char *first[] = {"a.jpg,seven\nb.png,0\nc.png,1\n", "a.jpg,-3\nb.png,0\nc.png,1\n",
+                                  "x.png,99999999\na.jpg,0\nb.png,0\nc.png,1\n"};
+    for (int k = 0; k < 3; k++) {
+        REQUIRE(write_file(dir, "labels.csv", first[k], strlen(first[k])) == 0, "write");
+        rc = glow_dataset_load(&d, dir, NULL, 6);
+        CHECK(rc == GLOW_EFORMAT && message_has("labels.csv:1"), "first line %s: %d %s",
+              first[k], rc, glow_last_error());
+    }
+    const char *header = "file,class\na.jpg,2\nb.png,0\nc.png,1\n";
+    REQUIRE(write_file(dir, "labels.csv", header, strlen(header)) == 0, "write");
+    REQUIRE_OK(glow_dataset_load(&d, dir, NULL, 6));
+    CHECK(d.labels && d.n_classes == 3, "with a header: %d classes", d.n_classes);
+    glow_dataset_free(&d);
 
     /* Attributes need file names: not for an IDX set. */
     glow_dataset idx = {0};
@@ -494,4 +509,29 @@ TEST(data_fashion_mnist) {
     CHECK(!strcmp(d.class_names[0], "T-shirt/top") && !strcmp(d.class_names[9], "Ankle boot"),
           "class names");
     glow_dataset_free(&d);
+}
+
+/* Headers that claim more than the file can hold are refused before anything is inflated
+ * or allocated: 2^31 images, 65535 x 65535 pixels, and a gzip bomb (1 MB of zeros, about a
+ * kilobyte gzipped) whose header claims 2^30 images. */
+TEST(data_idx_hostile_headers) {
+    char dir[512], path[1024];
+    make_dir(dir, sizeof dir, "hostile");
+    static const uint32_t claims[][3] = {{0x80000000u, 28, 28}, {10, 65535, 65535}, {1u << 30, 28, 28}};
+    static const char *why[] = {"wrong dimensions", "wrong dimensions", "more than the file can hold"};
+    size_t n = 16 + ((size_t)1 << 20);
+    uint8_t *buf = calloc(n, 1);
+    REQUIRE(buf, "out of memory");
+    for (int k = 0; k < 3; k++) {
+        put_be32(buf, 0x803), put_be32(buf + 4, claims[k][0]);
+        put_be32(buf + 8, claims[k][1]), put_be32(buf + 12, claims[k][2]);
+        REQUIRE(write_file(dir, "bomb-images-idx3-ubyte.gz", buf, n) == 0, "write");
+        snprintf(path, sizeof path, "%s/bomb-images-idx3-ubyte.gz", dir);
+        glow_dataset d;
+        int rc = glow_dataset_load(&d, path, NULL, 0);
+        CHECK(rc == GLOW_EFORMAT && message_has("bomb-images") && message_has(why[k]),
+              "claim %u x %u x %u: %d %s", claims[k][0], claims[k][1], claims[k][2], rc,
+              glow_last_error());
+    }
+    free(buf);
 }
