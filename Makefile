@@ -94,10 +94,16 @@ test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f32 $(TEST_ARGS)
 	$(if $(TEST_ARGS),,cd python && OMP_NUM_THREADS=2 /usr/bin/python3 -m pytest -q tests)
 
+# The libFuzzer harnesses (tests/fuzz/), each run for FUZZ_SECONDS with clang's ASan and
+# UBSan, from seed corpora made from real files.
+FUZZ_SECONDS ?= 60
+fuzz: glow
+	bash tests/fuzz/run.sh $(FUZZ_SECONDS)
+
 clean:
 	rm -rf $(BUILD) glow
 
-.PHONY: all test clean install
+.PHONY: all test clean install fuzz
 
 # The library and its fast tests under AddressSanitizer and UndefinedBehaviorSanitizer, in
 # both builds (the float build's packed and AMX kernels do not run in the double build); the

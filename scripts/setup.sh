@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Install the Debian packages glow-c needs: a compiler, OpenBLAS (its OpenMP build, which
 # shares our thread pool), libpng, libjpeg, zlib, the Fashion-MNIST data set, and NumPy for
-# the independent checkpoint reader and the Python module (with pytest for its tests). Run
-# as root (or with sudo available).
+# the independent checkpoint reader and the Python module (with pytest for its tests), and
+# clang with libFuzzer for the fuzz harnesses. Run as root (or with sudo available).
 set -euo pipefail
 pkgs=(build-essential pkg-config libopenblas-dev libopenblas-openmp-dev libpng-dev libjpeg-dev
-      zlib1g-dev dataset-fashion-mnist python3 python3-numpy python3-pytest)
+      zlib1g-dev dataset-fashion-mnist python3 python3-numpy python3-pytest
+      clang libclang-rt-14-dev libomp-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

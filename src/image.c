@@ -20,6 +20,7 @@
 /* Decoded images larger than this many samples are refused (a corrupt or hostile header
  * must not make us allocate gigabytes). */
 #define MAX_SAMPLES ((size_t)1 << 28)
+#define JPEG_MAX_RATIO 4096 /* samples per byte of a JPEG file, at the most */
 #define MAX_FILE_BYTES ((long)1 << 30)
 
 /* ---------------------------------------------------------------- PNG decoding ----- */
@@ -138,11 +139,20 @@ static int decode_jpeg(const char *name, const uint8_t *data, size_t size, uint8
     int oc = cinfo.num_components == 1 ? 1 : 3;
     /* The size from the header, before jpeg_start_decompress allocates for it (a
      * progressive JPEG's coefficient buffers take 2 bytes per sample there). */
-    if ((size_t)cinfo.image_height * cinfo.image_width * oc > MAX_SAMPLES) {
+    size_t samples = (size_t)cinfo.image_height * cinfo.image_width * oc;
+    if (samples > MAX_SAMPLES) {
         size_t h = cinfo.image_height, w = cinfo.image_width;
         jpeg_destroy_decompress(&cinfo);
         return glow_fail(GLOW_EFORMAT, "%s: unsupported image: %zux%zu JPEG, over the limit of "
                          "%zu samples", name, h, w, MAX_SAMPLES);
+    }
+    /* Real JPEGs, even flat ones, take far more than a byte per 4096 samples; a header that
+     * claims more than that is not decoded (a few hundred bytes must not cost 700 MB). */
+    if (samples > ((size_t)1 << 20) + JPEG_MAX_RATIO * size) {
+        size_t h = cinfo.image_height, w = cinfo.image_width;
+        jpeg_destroy_decompress(&cinfo);
+        return glow_fail(GLOW_EFORMAT, "%s: bad JPEG: %zu bytes cannot hold a %zux%zu image",
+                         name, size, h, w);
     }
     cinfo.mem->max_memory_to_use = 3 * MAX_SAMPLES; /* libjpeg's own, bounded too */
     cinfo.out_color_space = oc == 1 ? JCS_GRAYSCALE : JCS_RGB;

@@ -454,6 +454,12 @@ TEST(image_hostile_sizes) {
           strstr(glow_last_error(), "20742x35338") && strstr(glow_last_error(), "over the limit"),
           "a %zu-byte JPEG claiming 20742x35338: %s", n,
           glow_last_error());
+    /* Within the sample limit (8000 x 8000 x 3), but more than the bytes can hold. */
+    sof[3] = 8000 >> 8, sof[4] = 8000 & 0xff, sof[5] = 8000 >> 8, sof[6] = 8000 & 0xff;
+    img = NULL;
+    CHECK(glow_image_decode(d, n, &img, &h, &w, &c) == GLOW_EFORMAT &&
+          strstr(glow_last_error(), "cannot hold"), "a %zu-byte JPEG claiming 8000x8000: %s", n,
+          glow_last_error());
     free(img), free(d);
     /* PNGs: a 1x1 image whose header is made to claim more. */
     uint8_t one[1] = {7}, *png;

@@ -67,7 +67,8 @@ void pack_weights(const backend *be, real *dst, const real *w, int n, int k, int
  * product measured 4x float's rounding error (3.7e-6 against 8.9e-7 at |out| ~ 1), at 2-2.8x
  * the float kernel's speed on one core (1024 rows, 128 x 128 and 512 x 512 weights). */
 
-#if defined(__x86_64__) && defined(__GNUC__)
+/* GLOW_NO_PACKED_KERNELS leaves them out (the clang build of the fuzz harnesses). */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(GLOW_NO_PACKED_KERNELS)
 #include <immintrin.h>
 #include <sys/syscall.h>
 #include <unistd.h>
