@@ -108,8 +108,11 @@ clean:
 # The library and its fast tests under AddressSanitizer and UndefinedBehaviorSanitizer, in
 # both builds (the float build's packed and AMX kernels do not run in the double build); the
 # command-line and training tests are left to `make test`.
-ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
-ASAN_TESTS := kernel layer model_ context_ checkpoint_ data_ image_ png_ grid_ plot_ latent_npy optimizer_
+# The build also fails allocations on purpose, one after another (tests/test_alloc.c).
+ASAN_FLAGS := -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined \
+              -DGLOW_ALLOC_FAILURES -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc
+ASAN_TESTS := kernel layer model_ context_ checkpoint_ data_ image_ png_ grid_ plot_ latent_npy \
+              latent_hostile optimizer_ alloc_
 asan:
 	@mkdir -p $(BUILD)/asan
 	$(CC) $(CFLAGS) $(ASAN_FLAGS) -DGLOW_REAL=double $(SRC) $(TESTS) $(LDLIBS) -o $(BUILD)/asan/test_f64

@@ -387,13 +387,14 @@ int glow_png_write(const char *path, const uint8_t *pixels, int h, int w, int c)
  *  - enlarging an axis: linear interpolation at source coordinate (i+0.5)*s/d - 0.5
  *    (pixel centres aligned), clamped to the edge pixels;
  *  - equal sizes: a copy.
- * Rows first, then columns, in float; the result is rounded to nearest (x.5 up). */
-void glow_image_resize(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw,
-                       int c);
+ * Rows first, then columns, in float; the result is rounded to nearest (x.5 up).
+ * GLOW_OK, or GLOW_ENOMEM if its tables could not be allocated (dst is then unset). */
+int glow_image_resize(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw,
+                      int c);
 /* Fit src (sh,sw,c) to dst (size,size,c): crop the centred square of side min(sh, sw)
  * (offset floor((sh-side)/2), floor((sw-side)/2)), then glow_image_resize it. The data
  * set loaders use this for image_size > 0. */
-void glow_image_fit(uint8_t *dst, int size, const uint8_t *src, int sh, int sw, int c);
+int glow_image_fit(uint8_t *dst, int size, const uint8_t *src, int sh, int sw, int c);
 
 /* Tile n images (n,h,w,c) into a malloc'd grid (gh,gw,c) of `cols` columns and
  * ceil(n/cols) rows, with `pad` white (255) pixels between neighbours (none around the

@@ -370,7 +370,10 @@ static int folder_image(uint8_t *slot, int *channels, const char *path, int size
         free(px);
         return glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
     }
-    if (size > 0) glow_image_fit(fitted, size, px, ih, iw, ic);
+    if (size > 0 && glow_image_fit(fitted, size, px, ih, iw, ic) != GLOW_OK) {
+        free(px), free(fitted);
+        return glow_fail(GLOW_ENOMEM, "%s: %s", path, glow_last_error());
+    }
     for (size_t p = 0; p < (size_t)h * w; p++)
         for (int k = 0; k < 3; k++) slot[p * 3 + k] = fitted[p * ic + (ic == 3 ? k : 0)];
     if (fitted != px) free(fitted);
@@ -457,13 +460,15 @@ typedef struct fit_job {
     const glow_dataset *d;
     uint8_t *px;
     int size;
+    volatile int failed; /* any image's resize ran out of memory */
 } fit_job;
 
 static void fit_one(void *arg, int i) {
-    const fit_job *j = arg;
+    fit_job *j = arg;
     const glow_dataset *d = j->d;
-    glow_image_fit(j->px + (size_t)j->size * j->size * d->c * i, j->size,
-                   d->pixels + (size_t)i * d->h * d->w * d->c, d->h, d->w, d->c);
+    if (glow_image_fit(j->px + (size_t)j->size * j->size * d->c * i, j->size,
+                       d->pixels + (size_t)i * d->h * d->w * d->c, d->h, d->w, d->c) != GLOW_OK)
+        j->failed = 1;
 }
 
 /* Fit every image to size x size (IDX and CIFAR sets with image_size given). */
@@ -472,8 +477,12 @@ static int fit_all(glow_dataset *d, int size, const char *path) {
     size_t image = (size_t)size * size * d->c;
     uint8_t *px = malloc(image * d->n);
     if (!px) return glow_fail(GLOW_ENOMEM, "%s: out of memory resizing to %d", path, size);
-    fit_job job = {d, px, size};
+    fit_job job = {d, px, size, 0};
     parallel_for(d->n, fit_one, &job);
+    if (job.failed) {
+        free(px);
+        return glow_fail(GLOW_ENOMEM, "%s: out of memory resizing to %d", path, size);
+    }
     free(d->pixels);
     d->pixels = px, d->h = d->w = size;
     return GLOW_OK;

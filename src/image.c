@@ -361,21 +361,17 @@ static int axis_make(axis_weights *a, int d, int s) {
 }
 
 /* src has `stride` bytes per row (the crop in glow_image_fit reads a window in place). */
-static void resize_strided(uint8_t *dst, int dh, int dw, const uint8_t *src, size_t stride,
-                           int sh, int sw, int c) {
+static int resize_strided(uint8_t *dst, int dh, int dw, const uint8_t *src, size_t stride,
+                          int sh, int sw, int c) {
     if (dh == sh && dw == sw) {
         for (int y = 0; y < dh; y++) memcpy(dst + (size_t)y * dw * c, src + y * stride, (size_t)dw * c);
-        return;
+        return GLOW_OK;
     }
     axis_weights ax = {0}, ay = {0};
     float *tmp = malloc((size_t)sh * dw * c * sizeof *tmp); /* (sh,dw,c) */
+    int rc = GLOW_OK;
     if (axis_make(&ax, dw, sw) || axis_make(&ay, dh, sh) || !tmp) {
-        /* Out of memory for a few small tables: fall back to nearest neighbour rather than
-         * leave dst undefined. */
-        for (int y = 0; y < dh; y++)
-            for (int x = 0; x < dw; x++)
-                memcpy(dst + ((size_t)y * dw + x) * c,
-                       src + (size_t)(y * sh / dh) * stride + (size_t)(x * sw / dw) * c, c);
+        rc = glow_fail(GLOW_ENOMEM, "out of memory resizing %dx%d to %dx%d", sh, sw, dh, dw);
         goto done;
     }
     for (int y = 0; y < sh; y++)
@@ -396,17 +392,17 @@ static void resize_strided(uint8_t *dst, int dh, int dw, const uint8_t *src, siz
         }
 done:
     free(ax.j), free(ax.w), free(ay.j), free(ay.w), free(tmp);
+    return rc;
 }
 
-void glow_image_resize(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw,
-                       int c) {
-    resize_strided(dst, dh, dw, src, (size_t)sw * c, sh, sw, c);
+int glow_image_resize(uint8_t *dst, int dh, int dw, const uint8_t *src, int sh, int sw, int c) {
+    return resize_strided(dst, dh, dw, src, (size_t)sw * c, sh, sw, c);
 }
 
-void glow_image_fit(uint8_t *dst, int size, const uint8_t *src, int sh, int sw, int c) {
+int glow_image_fit(uint8_t *dst, int size, const uint8_t *src, int sh, int sw, int c) {
     int side = sh < sw ? sh : sw;
     const uint8_t *win = src + ((size_t)((sh - side) / 2) * sw + (sw - side) / 2) * c;
-    resize_strided(dst, size, size, win, (size_t)sw * c, side, side, c);
+    return resize_strided(dst, size, size, win, (size_t)sw * c, side, side, c);
 }
 
 /* ---------------------------------------------------------------- grids ------------ */

@@ -405,8 +405,13 @@ int glow_trainer_step(glow_trainer *t) {
     glow_step_stats ss;
     double gnorm = NAN;
     char why[512] = "";
-    if (glow_model_train_step(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, batch, &ss,
-                              NULL) != GLOW_OK)
+    int rc = glow_model_train_step(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, batch,
+                                   &ss, NULL);
+    if (rc == GLOW_ENOMEM) { /* not the step's numbers: the run cannot go on */
+        st->batch_in_epoch--;
+        return failed(t, rc);
+    }
+    if (rc != GLOW_OK)
         snprintf(why, sizeof why, "%s", glow_ctx_error(t->ctx));
     else if (!isfinite(ss.loss))
         snprintf(why, sizeof why, "non-finite loss");
@@ -436,7 +441,7 @@ int glow_trainer_step(glow_trainer *t) {
     t->redone_interval += ss.recomputed;
     t->redone_total += ss.recomputed;
 
-    int last = st->step == o->steps, rc;
+    int last = st->step == o->steps;
     if (st->step % o->log_every == 0 || last) log_interval(t, ss.kept_steps);
     if ((o->eval_every > 0 && st->step % o->eval_every == 0) || last)
         if ((rc = evaluate_now(t)) != GLOW_OK) return rc;
