@@ -21,14 +21,16 @@ static void fixed_perm(const glow_model *m, const step_offsets *s, int *perm, in
         perm[i] = m->cfg.permutation == GLOW_REVERSE ? c - 1 - i : (int)lrint(m->params[s->perm + i]);
 }
 
-/* The 1x1 convolution's matrix W into ws->w_mat (LU form) or a pointer to it (free form). */
+/* The 1x1 convolution's matrix W into ws->w_mat (LU form) or a pointer to it (free form);
+ * NULL if out of memory. */
 static const real *conv_matrix(glow_ctx *ctx, const glow_model *m, const step_offsets *s, int c) {
     if (m->cfg.permutation == GLOW_INVCONV) return m->params + s->w;
     int perm[c];
     fixed_perm(m, s, perm, c);
     const real *p = m->params;
-    invconv_lu_weight(ctx->ws.w_mat, p + s->lu_l, p + s->lu_u, p + s->lu_logs, p + s->lu_sign,
-                      perm, c);
+    if (invconv_lu_weight(ctx->ws.w_mat, p + s->lu_l, p + s->lu_u, p + s->lu_logs,
+                          p + s->lu_sign, perm, c) != GLOW_OK)
+        return NULL;
     return ctx->ws.w_mat;
 }
 
@@ -51,6 +53,7 @@ static int perm_forward(glow_ctx *ctx, const glow_model *m, const step_offsets *
         return GLOW_OK;
     }
     const real *w = conv_matrix(ctx, m, s, c);
+    if (!w) return GLOW_ENOMEM;
     if (logdet) {
         double ld;
         int rc = conv_logdet(m, s, w, c, &ld);
@@ -71,6 +74,7 @@ static int perm_inverse(glow_ctx *ctx, const glow_model *m, const step_offsets *
         return GLOW_OK;
     }
     const real *w = conv_matrix(ctx, m, s, c);
+    if (!w) return GLOW_ENOMEM;
     double ld;
     int rc = matrix_logdet_inverse(NULL, ctx->ws.w_inv, w, c);
     if (rc == GLOW_OK && logdet) rc = conv_logdet(m, s, w, c, &ld);
@@ -92,6 +96,7 @@ static int perm_backward(glow_ctx *ctx, const glow_model *m, const step_offsets 
         return GLOW_OK;
     }
     const real *w = conv_matrix(ctx, m, s, c);
+    if (!w) return GLOW_ENOMEM;
     if (m->cfg.permutation == GLOW_INVCONV) {
         int rc = matrix_logdet_inverse(NULL, ctx->ws.w_inv, w, c);
         if (rc != GLOW_OK) return rc;
@@ -104,9 +109,9 @@ static int perm_backward(glow_ctx *ctx, const glow_model *m, const step_offsets 
     invconv_backward(da, ctx->ws.dw_mat, dp, a, w, NULL, 0.0, batch, hw, c);
     const real *p = m->params;
     real *g = ctx->grads;
-    invconv_lu_backward(g + s->lu_l, g + s->lu_u, g + s->lu_logs, ctx->ws.dw_mat, p + s->lu_l,
-                        p + s->lu_u, p + s->lu_logs, p + s->lu_sign, perm, dlogdet, batch, hw, c);
-    return GLOW_OK;
+    return invconv_lu_backward(g + s->lu_l, g + s->lu_u, g + s->lu_logs, ctx->ws.dw_mat,
+                               p + s->lu_l, p + s->lu_u, p + s->lu_logs, p + s->lu_sign, perm,
+                               dlogdet, batch, hw, c);
 }
 
 /* *v = min(*v, x), where a NaN, once in, stays. */

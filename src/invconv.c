@@ -57,7 +57,9 @@ int matrix_logdet_inverse(double *logabsdet, real *w_inv, const real *w, int c) 
         }
         for (int i = 0; i < c; i++) w_inv[i * c + j] = (real)col[i];
     }
+    int oom = !a || !col || !piv;
     free(a); free(col); free(piv);
+    if (oom) return glow_fail(GLOW_ENOMEM, "out of memory for a %dx%d 1x1 convolution", c, c);
     return ok ? GLOW_OK : glow_fail(GLOW_EINVAL, "invertible 1x1 convolution: matrix is singular");
 }
 
@@ -99,23 +101,24 @@ static void lu_product(double *mat, const real *l, const real *u, const real *lo
         }
 }
 
-void invconv_lu_weight(real *w, const real *l, const real *u, const real *log_s,
-                       const real *sign, const int *perm, int c) {
+int invconv_lu_weight(real *w, const real *l, const real *u, const real *log_s,
+                      const real *sign, const int *perm, int c) {
     double *mat = malloc(sizeof(double) * c * c);
-    if (!mat) return;
+    if (!mat) return glow_fail(GLOW_ENOMEM, "out of memory for a %dx%d 1x1 convolution", c, c);
     lu_product(mat, l, u, log_s, sign, c);
     for (int i = 0; i < c; i++)
         for (int j = 0; j < c; j++) w[i * c + j] = (real)mat[perm[i] * c + j];
     free(mat);
+    return GLOW_OK;
 }
 
 /* W = P M, M = L U': dM = P^T dW, dL = dM U'^T (strictly lower part), dU' = L^T dM (strictly
  * upper part to U, the diagonal through d exp(log_s) = sign * exp(log_s)). */
-void invconv_lu_backward(real *dl, real *du, real *dlog_s, const real *dw, const real *l,
-                         const real *u, const real *log_s, const real *sign, const int *perm,
-                         double dlogdet, int batch, size_t hw, int c) {
+int invconv_lu_backward(real *dl, real *du, real *dlog_s, const real *dw, const real *l,
+                        const real *u, const real *log_s, const real *sign, const int *perm,
+                        double dlogdet, int batch, size_t hw, int c) {
     double *dm = malloc(sizeof(double) * c * c);
-    if (!dm) return;
+    if (!dm) return glow_fail(GLOW_ENOMEM, "out of memory for a %dx%d 1x1 convolution", c, c);
     for (int i = 0; i < c; i++)
         for (int j = 0; j < c; j++) dm[perm[i] * c + j] = dw[i * c + j];
     for (int i = 0; i < c; i++)
@@ -133,11 +136,12 @@ void invconv_lu_backward(real *dl, real *du, real *dlog_s, const real *dw, const
                                      (double)batch * hw * dlogdet);
         }
     free(dm);
+    return GLOW_OK;
 }
 
-void random_rotation(real *w, int c, uint64_t seed) {
+int random_rotation(real *w, int c, uint64_t seed) {
     double *q = malloc(sizeof(double) * c * c);
-    if (!q) return;
+    if (!q) return glow_fail(GLOW_ENOMEM, "out of memory for a %dx%d rotation", c, c);
     uint64_t key = glow_rng_key(seed, 0x726f74, (uint64_t)c, 0);
     for (int i = 0; i < c * c; i++) q[i] = glow_rng_normal(key, i);
     /* Modified Gram-Schmidt on the rows. */
@@ -154,6 +158,7 @@ void random_rotation(real *w, int c, uint64_t seed) {
     }
     for (int i = 0; i < c * c; i++) w[i] = (real)q[i];
     free(q);
+    return GLOW_OK;
 }
 
 int invconv_lu_factor(real *l, real *u, real *log_s, real *sign, int *perm, const real *w, int c) {
@@ -178,6 +183,8 @@ int invconv_lu_factor(real *l, real *u, real *log_s, real *sign, int *perm, cons
             log_s[i] = (real)log(fabs(d));
         }
     }
+    int oom = !a || !piv;
     free(a); free(piv);
+    if (oom) return glow_fail(GLOW_ENOMEM, "out of memory for a %dx%d 1x1 convolution", c, c);
     return ok ? GLOW_OK : glow_fail(GLOW_EINVAL, "invertible 1x1 convolution: matrix is singular");
 }

@@ -20,15 +20,15 @@ void invconv_inverse(real *x, const real *y, const real *w_inv, size_t rows, int
 void invconv_backward(real *dx, real *dw, const real *dy, const real *x, const real *w,
                       const real *w_inv, double dlogdet, int batch, size_t hw, int c);
 /* A random rotation (c, c) from the seed: Gram-Schmidt on a Gaussian matrix. */
-void random_rotation(real *w, int c, uint64_t seed);
+int random_rotation(real *w, int c, uint64_t seed);
 /* Factor W = P L (U + diag(sign * exp(log_s))) for the LU form (in double). */
 int invconv_lu_factor(real *l, real *u, real *log_s, real *sign, int *perm, const real *w, int c);
 /* LU form: W = P L (U + diag(sign * exp(log_s))), L unit lower, U strictly upper; perm
  * gives P as row indices: W[i, :] = (L U')[perm[i], :]. */
-void invconv_lu_weight(real *w, const real *l, const real *u, const real *log_s,
+int invconv_lu_weight(real *w, const real *l, const real *u, const real *log_s,
                        const real *sign, const int *perm, int c);
 /* Map dW to dl, du, dlog_s (+=), adding B*hw*dlogdet to dlog_s for the log-det term. */
-void invconv_lu_backward(real *dl, real *du, real *dlog_s, const real *dw, const real *l,
+int invconv_lu_backward(real *dl, real *du, real *dlog_s, const real *dw, const real *l,
                          const real *u, const real *log_s, const real *sign, const int *perm,
                          double dlogdet, int batch, size_t hw, int c);
 

@@ -251,13 +251,14 @@ static int init_params(glow_model *m) {
                 for (int j = 0; j < c; j++) w[s->perm + j] = (real)perm[j];
                 free(perm);
             } else if (cfg->permutation == GLOW_INVCONV) {
-                random_rotation(w + s->w, c, step_seed);
+                int rc = random_rotation(w + s->w, c, step_seed);
+                if (rc != GLOW_OK) return rc;
             } else if (cfg->permutation == GLOW_INVCONV_LU) {
                 real *rot = malloc(sizeof(real) * c * c);
                 int *perm = malloc(sizeof(int) * c);
                 int rc = rot && perm ? GLOW_OK : glow_fail(GLOW_ENOMEM, "out of memory");
+                if (rc == GLOW_OK) rc = random_rotation(rot, c, step_seed);
                 if (rc == GLOW_OK) {
-                    random_rotation(rot, c, step_seed);
                     rc = invconv_lu_factor(w + s->lu_l, w + s->lu_u, w + s->lu_logs,
                                            w + s->lu_sign, perm, rot, c);
                 }
