@@ -11,7 +11,8 @@
 #include <unistd.h>
 #include "glow.h"
 
-/* dir/name for this process (the directory made on first use). */
+/* dir/name for this process (the directory made on first use), in a static buffer that
+ * the next call overwrites: copy it to keep it. */
 static inline const char *fuzz_path(const char *name) {
     static char dir[64], path[256];
     if (!dir[0]) {

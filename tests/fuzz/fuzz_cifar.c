@@ -2,7 +2,8 @@
 #include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-    const char *dir = fuzz_path("cifar");
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", fuzz_path("cifar"));
     mkdir(dir, 0700);
     if (!fuzz_file("cifar/test_batch.bin", data, size)) return 0;
     glow_dataset d;

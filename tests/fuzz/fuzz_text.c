@@ -5,7 +5,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (size < 1) return 0;
     static int made;
-    const char *dir = fuzz_path("folder");
+    char dir[256];
+    snprintf(dir, sizeof dir, "%s", fuzz_path("folder"));
     char name[300];
     if (!made) {
         mkdir(dir, 0700);
