@@ -4,6 +4,8 @@
 # within minutes), and a table of the median ratios new / old per configuration and phase.
 #   bench/compare_builds.sh REV [CONFIGS] [PHASES]
 #   e.g. ROUNDS=5 bench/compare_builds.sh b0163ae fmnist,cifar-paper train,encode
+# ROUNDS (default 5) rounds, REPEATS (default 5) timed repeats per bench; OLD_BIN: a glow
+# already built from REV.
 # REV is built in a temporary worktree with its own Makefile's defaults.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -14,18 +16,25 @@ ROUNDS=${ROUNDS:-5}
 OUT=bench/results
 mkdir -p "$OUT"
 make -s glow
-OLD=$(mktemp -d)
-trap 'git worktree remove --force "$OLD" >/dev/null 2>&1 || rm -rf "$OLD"' EXIT
-git worktree add --detach "$OLD" "$REV" >/dev/null 2>&1
-make -s -C "$OLD" glow >/dev/null
+REPEATS=${REPEATS:-5}
+if [ -n "${OLD_BIN:-}" ]; then # a glow already built from REV
+    OLD_GLOW=$OLD_BIN
+else
+    OLD=$(mktemp -d)
+    trap 'git worktree remove --force "$OLD" >/dev/null 2>&1 || rm -rf "$OLD"' EXIT
+    git worktree add --detach "$OLD" "$REV" >/dev/null 2>&1
+    make -s -C "$OLD" glow >/dev/null
+    OLD_GLOW=$OLD/glow
+fi
 rm -f "$OUT/old.jsonl" "$OUT/new.jsonl"
 for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS" >&2
     # Alternate which goes first, so that neither always gets the warmer minute.
     if [ $((round % 2)) = 1 ]; then order="old new"; else order="new old"; fi
     for which in $order; do
-        bin=./glow; [ "$which" = old ] && bin="$OLD/glow"
-        "$bin" bench --config "$CONFIGS" --phases "$PHASES" --json >> "$OUT/$which.jsonl"
+        bin=./glow; [ "$which" = old ] && bin="$OLD_GLOW"
+        "$bin" bench --config "$CONFIGS" --phases "$PHASES" --repeats "$REPEATS" --json \
+            >> "$OUT/$which.jsonl"
     done
 done
 /usr/bin/python3 - "$OUT/old.jsonl" "$OUT/new.jsonl" "$REV" <<'PY' | tee "$OUT/builds.md"

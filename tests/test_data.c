@@ -535,3 +535,24 @@ TEST(data_idx_hostile_headers) {
     }
     free(buf);
 }
+
+/* An attribute file with a million names is refused at once, past the stated limit. */
+TEST(data_attributes_too_many_names) {
+    char dir[512], path[1024];
+    make_dir(dir, sizeof dir, "manynames");
+    uint8_t px[4] = {1, 2, 3, 4};
+    snprintf(path, sizeof path, "%s/a.png", dir);
+    REQUIRE_OK(glow_png_write(path, px, 2, 2, 1));
+    size_t n = 1000000, size = 16 + n * 8;
+    char *text = malloc(size), *p = text;
+    REQUIRE(text, "out of memory");
+    p += sprintf(p, "1\n");
+    for (size_t i = 0; i < n; i++) p += sprintf(p, "a%zu ", i % 100000);
+    p += sprintf(p, "\na.png 1\n");
+    REQUIRE(write_file(dir, "list_attr_celeba.txt", text, (size_t)(p - text)) == 0, "write");
+    free(text);
+    glow_dataset d;
+    int rc = glow_dataset_load(&d, dir, NULL, 0);
+    CHECK(rc == GLOW_EFORMAT && message_has("list_attr_celeba.txt") && message_has("4096"),
+          "a million attribute names: %d %s", rc, glow_last_error());
+}
