@@ -26,7 +26,6 @@ typedef struct job {
 } job;
 
 static void run_job(job *j, glow_ctx *ctx) {
-    size_t d = glow_model_dim(j->m);
     glow_step_stats st;
     j->rc = glow_model_encode(ctx, j->m, j->x, NULL, JOB_BATCH, j->z, NULL);
     if (j->rc == GLOW_OK) j->rc = glow_model_log_prob(ctx, j->m, j->x, NULL, JOB_BATCH, NULL, j->bpd);
@@ -35,7 +34,6 @@ static void run_job(job *j, glow_ctx *ctx) {
     if (j->rc == GLOW_OK) j->rc = glow_model_train_step(ctx, j->m, j->x, NULL, JOB_BATCH, &st, NULL);
     if (j->rc == GLOW_OK) memcpy(j->grads, glow_ctx_grads(ctx), sizeof(glow_real) * glow_model_n_params(j->m));
     else snprintf(j->error, sizeof j->error, "%s", glow_ctx_error(ctx));
-    (void)d;
 }
 
 /* The threads start together and do their work three times over, so that they overlap. */
