@@ -472,13 +472,16 @@ int cmd_train(int argc, char **argv) {
     }
     if (r.tty) fputc('\n', stderr);
     if (stop_reason) {
-        if (glow_trainer_save(t, NULL) != GLOW_OK) status = cli_error("%s", glow_trainer_error(t));
+        /* After an error (a save that failed, most often) the last checkpoint stands. */
+        if (status == 0 && glow_trainer_save(t, NULL) != GLOW_OK)
+            status = cli_error("%s", glow_trainer_error(t));
         curve_write(&r.cv, r.curve_path);
         char test_s[32];
         format_bpd(test_s, sizeof test_s, r.last_test);
-        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s; test %s bits/dim; peak "
+        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s%s; test %s bits/dim; peak "
                 "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st->step,
-                o.checkpoint, test_s, peak_rss_mib(), (long long)st->skipped);
+                o.checkpoint, status ? " (as of its last save)" : "", test_s, peak_rss_mib(),
+                (long long)st->skipped);
     }
     fclose(r.metrics);
     glow_trainer_free(t);

@@ -5,13 +5,15 @@
  *
  * Saving streams the file to "<path>.tmp.<pid>", flushes and fsyncs it, renames it over
  * path and fsyncs the directory, so path always holds either the old checkpoint or the
- * complete new one. Loading reads the whole file, checks its length and checksum, builds
+ * complete new one; the temp files of saves that were killed are removed by the next save. Loading reads the whole file, checks its length and checksum, builds
  * the model from the stored hyperparameters and compares its tensor table with the stored
  * directory before anything is handed back. Values are encoded byte by byte, so the code
  * does not depend on the host's byte order; a file written by the float build (element
  * size 4) loads into the double build and the other way round (rounded to float). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +231,32 @@ static int sync_directory(const char *path) {
     return rc;
 }
 
+/* A save killed before its rename leaves "<path>.tmp.<pid>" behind. Remove those whose
+ * process is gone (a live one may be another run saving to the same path right now). */
+static void remove_stale_temps(const char *path) {
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = strlen(base);
+    char dir[4096], stale[4200];
+    if (dir_len + 1 >= sizeof dir) return;
+    memcpy(dir, path, dir_len);
+    dir[dir_len] = 0;
+    DIR *d = opendir(dir_len ? dir : ".");
+    if (!d) return;
+    for (struct dirent *e; (e = readdir(d));) {
+        const char *name = e->d_name;
+        if (strncmp(name, base, base_len) != 0 || strncmp(name + base_len, ".tmp.", 5) != 0)
+            continue;
+        char *end;
+        long pid = strtol(name + base_len + 5, &end, 10);
+        if (*end || pid <= 0 || pid == (long)getpid()) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        if ((size_t)snprintf(stale, sizeof stale, "%s%s", dir, name) < sizeof stale)
+            remove(stale);
+    }
+    closedir(d);
+}
+
 int glow_checkpoint_save(const char *path, const glow_model *m, const glow_optimizer *opt,
                          const glow_train_state *state) {
     if (!path || !m) return glow_fail(GLOW_EINVAL, "checkpoint save: no path or no model");
@@ -246,6 +274,7 @@ int glow_checkpoint_save(const char *path, const glow_model *m, const glow_optim
     for (int s = 0; s < (opt ? 4 : 1); s++) length += section_size(section_names[s], n);
     put_u64(head + 16, length);
 
+    remove_stale_temps(path);
     char tmp[4200];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= sizeof tmp) {
         free(head);

@@ -37,6 +37,36 @@ TEST(faults_disk_full_stops_cleanly) {
           "the run does not resume after the failure: %s", test_output());
 }
 
+/* A real full disk: a tmpfs with room for the checkpoint and a third of another. Needs
+ * the right to mount (root, as in CI); skipped where that is refused. */
+TEST(faults_enospc_on_tmpfs) {
+    if (IS_DOUBLE) return;
+    const char *dir = test_tmpdir();
+    char ck[512];
+    REQUIRE(test_run("./glow train " TINY " --steps 2 --out %s/src", dir) == 0, "train: %s",
+            test_output());
+    snprintf(ck, sizeof ck, "%s/src/checkpoint.glow", dir);
+    long size = file_size(ck);
+    long kib = (size + size / 3) / 1024 + 8;
+    if (test_run("mkdir -p %s/small && mount -t tmpfs -o size=%ldk tmpfs %s/small", dir, kib,
+                 dir) != 0) {
+        printf("(skipped: cannot mount a tmpfs: %s) ", test_output());
+        return;
+    }
+    snprintf(ck, sizeof ck, "%s/small/checkpoint.glow", dir);
+    CHECK(test_run("cp %s/src/checkpoint.glow %s/src/metrics.jsonl %s/small/ && cp %s %s/orig",
+                   dir, dir, dir, ck, dir) == 0, "cp: %s", test_output());
+    int rc = test_run("./glow train " TINY " --steps 40 --save-every 2 --out %s/small --resume",
+                      dir);
+    const char *error = strstr(test_output(), "No space left on device");
+    CHECK(rc == 1 && error && !strstr(error + 1, "No space left"),
+          "a save on a full disk: status %d, not one message: %s", rc, test_output());
+    CHECK(test_run("cmp %s %s/orig", ck, dir) == 0, "the previous checkpoint changed");
+    CHECK(test_run("ls %s/small | grep tmp", dir) != 0, "a temporary file was left: %s",
+          test_output());
+    test_run("umount %s/small", dir);
+}
+
 /* SOAK_KILLS kills (default 20) at moments spread over 0.05 to 1.5 s after each start. */
 TEST(faults_kill_9_soak) {
     if (IS_DOUBLE) return;
@@ -63,5 +93,8 @@ TEST(faults_kill_9_soak) {
     }
     CHECK(test_run("./glow train " TINY " --steps %lld --out %s/soak --resume", last + 2, dir) == 0,
           "the run does not resume after %d kills: %s", kills, test_output());
+    /* Kills during a save leave temp files; the next save removes them. */
+    CHECK(test_run("ls %s/soak | grep tmp", dir) != 0, "temp files of killed saves remain: %s",
+          test_output());
     printf("(%d kills, the run reached step %lld) ", kills, last);
 }
