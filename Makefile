@@ -67,8 +67,10 @@ $(BUILD)/libglow.so: $(BUILD)/libglow.so.$(VERSION)
 	ln -sf libglow.so.$(VERSION) $(BUILD)/$(SONAME)
 	ln -sf libglow.so.$(VERSION) $@
 
+# glow serve is on libmicrohttpd, and carries its page (web/) inside.
+$(BUILD)/cli/serve.o: web/index.html
 glow: $(CLIOBJ) $(BUILD)/libglow.a
-	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) -o $@
+	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) -lmicrohttpd -lpthread -o $@
 # The tests reach the internals, so they link the objects themselves.
 $(BUILD)/test_f32: $(TOBJ32) $(OBJ32)
 	$(CC) $(CFLAGS) $(TOBJ32) $(OBJ32) $(LDLIBS) -o $@

@@ -20,6 +20,7 @@ static const struct {
     {"check", cmd_check, "invertibility audit: encode then decode every image"},
     {"bench", cmd_bench, "images/s, GFLOP/s and peak memory of train, encode, sample"},
     {"plot", cmd_plot, "the bits/dim curves of training runs in one PNG"},
+    {"serve", cmd_serve, "the interactive explorer of a model, in a web page"},
 };
 
 static void usage(FILE *f) {
