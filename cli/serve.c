@@ -3,16 +3,19 @@
  *
  * libmicrohttpd runs a pool of --threads threads, each multiplexing its connections, so a
  * slow client holds a socket and a little memory but never a thread; one that sends
- * nothing for 10 seconds is dropped. A request's body is collected up to the upload limit
+ * nothing for 10 seconds is dropped, and up to 4096 may be open at once. A request's body is collected up to the upload limit
  * (a Content-Length over it is answered 413 before the body is read), then api_handle
  * computes the answer in the connection's thread with one of the api's compute contexts. */
+#include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 #include "api.h"
@@ -27,7 +30,23 @@ __asm__(".section .rodata\n"
 extern const char serve_page[], serve_page_end[];
 
 #define IDLE_TIMEOUT_S 10
-#define MAX_CONNECTIONS 512
+#define MAX_CONNECTIONS 4096
+
+/* As many connections as the file limit allows, up to MAX_CONNECTIONS: raise the soft
+ * limit to the hard one, so that a few hundred stalled clients cannot lock others out
+ * before their timeout. */
+static unsigned connection_limit(void) {
+    struct rlimit r;
+    if (getrlimit(RLIMIT_NOFILE, &r) != 0) return 256;
+    rlim_t want = MAX_CONNECTIONS + 64;
+    if (r.rlim_cur < want) {
+        r.rlim_cur = r.rlim_max < want ? r.rlim_max : want;
+        setrlimit(RLIMIT_NOFILE, &r);
+        getrlimit(RLIMIT_NOFILE, &r);
+    }
+    return r.rlim_cur < 128 ? 64 : r.rlim_cur - 64 < MAX_CONNECTIONS ? (unsigned)(r.rlim_cur - 64)
+                                                                   : MAX_CONNECTIONS;
+}
 
 /* One request in flight: its target as sent, and its body so far. */
 typedef struct request {
@@ -40,23 +59,35 @@ typedef struct request {
 typedef struct server {
     api *api;
     size_t max_upload;
+    atomic_int open;      /* requests in flight */
+    atomic_int finished;  /* requests finished since the last trim */
 } server;
 
 /* libmicrohttpd hands the request target (path and query, undecoded) here first. */
 static void *on_uri(void *cls, const char *uri, struct MHD_Connection *c) {
+    server *s = cls;
     request *q = calloc(1, sizeof *q);
     if (q && !(q->target = strdup(uri))) { free(q); q = NULL; }
+    if (q) atomic_fetch_add(&s->open, 1);
     return q;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *c, void **req_cls,
                          enum MHD_RequestTerminationCode toe) {
+    server *s = cls;
     request *q = *req_cls;
     if (!q) return;
     free(q->target);
     free(q->body);
     free(q);
     *req_cls = NULL;
+    /* When the server falls idle after a burst, hand the freed heap back to the system:
+     * glibc keeps it otherwise (thousands of connections' buffers, fragmented). */
+    int more = atomic_fetch_add(&s->finished, 1) + 1;
+    if (atomic_fetch_sub(&s->open, 1) == 1 && more >= 256) {
+        atomic_store(&s->finished, 0);
+        malloc_trim(0);
+    }
 }
 
 static enum MHD_Result send_response(struct MHD_Connection *c, api_response *r) {
@@ -213,7 +244,7 @@ int cmd_serve(int argc, char **argv) {
     pthread_sigmask(SIG_BLOCK, &stop, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    server s = {a, o.api.max_upload};
+    server s = {a, o.api.max_upload, 0, 0};
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO |
                      (addr->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
     struct MHD_Daemon *d = MHD_start_daemon(
@@ -221,9 +252,9 @@ int cmd_serve(int argc, char **argv) {
         MHD_OPTION_SOCK_ADDR, addr->ai_addr,
         MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o.api.workers,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)MAX_CONNECTIONS,
-        MHD_OPTION_URI_LOG_CALLBACK, on_uri, NULL,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, NULL,
+        MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
+        MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, &s,
         MHD_OPTION_END);
     freeaddrinfo(addr);
     if (!d) {

@@ -27,17 +27,29 @@ for src in src/*.c src/cpu/*.c; do
     fi
     objs+=("$obj")
 done
+# glow serve's request handling, for fuzz_api alone.
+api_objs=()
+for src in cli/api.c cli/json.c; do
+    obj="$OUT/obj/$(echo "$src" | tr / _).o"
+    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ cli/api.h -nt "$obj" ]; then
+        clang $CFLAGS -c "$src" -o "$obj"
+    fi
+    api_objs+=("$obj")
+done
 bash tests/fuzz/seeds.sh "$OUT/corpus"
 : > "$OUT/stats.txt"
 for h in $HARNESSES; do
-    clang $CFLAGS -fsanitize=fuzzer "tests/fuzz/$h.c" "${objs[@]}" $LIBS -o "$OUT/$h"
+    extra=()
+    [ "$h" = fuzz_api ] && extra=("${api_objs[@]}")
+    clang $CFLAGS -fsanitize=fuzzer "tests/fuzz/$h.c" "${extra[@]}" "${objs[@]}" $LIBS -lpthread -o "$OUT/$h"
     mkdir -p "$OUT/corpus/$h"
     if [ -n "$RUNS" ]; then limit="-runs=$RUNS"; what="$RUNS executions"
     else limit="-max_total_time=$SECONDS_EACH"; what="$SECONDS_EACH s"; fi
     echo "== $h: $what" | tee -a "$OUT/stats.txt"
     start=$(date +%s)
     # -rss_limit_mb: a hostile input must never make the library allocate gigabytes.
-    OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 "$OUT/$h" "$OUT/corpus/$h" \
+    GLOW_FUZZ_MODEL="$OUT/corpus/model" OMP_NUM_THREADS=1 ASAN_OPTIONS=detect_leaks=1 \
+        "$OUT/$h" "$OUT/corpus/$h" \
         $limit -rss_limit_mb=1024 -timeout=10 -print_final_stats=1 \
         -artifact_prefix="$OUT/crashes/$h-" 2> "$OUT/$h.log" || {
         tail -40 "$OUT/$h.log"; echo "fuzz: $h failed (reproducer in $OUT/crashes/)"; exit 1; }

@@ -41,4 +41,20 @@ cp "$T/run/checkpoint.glow" "$DIR/fuzz_checkpoint/seed-tiny"
 with_mode 0 "$T/z.npy" "$DIR/fuzz_npy/seed-npy"
 ./glow attributes --checkpoint "$T/run/checkpoint.glow" --n 200 --out "$T/d.npz" > /dev/null 2>&1 &&
     with_mode 1 "$T/d.npz" "$DIR/fuzz_npy/seed-npz"
+# glow serve's requests (fuzz_api.c: the first byte is the route; @A and @B become ids),
+# against that checkpoint and its directions, kept in DIR/model.
+mk model; mk fuzz_api
+cp "$T/run/checkpoint.glow" "$DIR/model/checkpoint.glow"
+cp "$T/d.npz" "$DIR/model/dirs.npz"
+api() { printf "\\x$(printf %02x "$1")%s" "$2" > "$DIR/fuzz_api/seed-$3"; }
+api 0 "/api/info" info
+api 0 "/api/gallery/3.png" gallery
+api 0 "/api/image/@A.png" image
+api 1 '{"gallery": 2}' encode
+api 3 '{"id": "@A", "alphas": {"T-shirt/top": 0.5, "Bag": -1.25e0}}' manipulate
+api 4 '{"a": "@A", "b": "@B", "t": 0.25}' mix
+api 5 'temperature=0.5&n=2&seed=3' sample
+api 6 '/api/encode' method
+api 7 '{"a": [1, -2.5e-3, "x\u00e9\ud83d\ude00\n", true, false, null, {"b": {}}]}' json
+with_mode 2 "$T/s.png" "$DIR/fuzz_api/seed-upload"
 exit 0
