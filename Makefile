@@ -89,12 +89,13 @@ install: $(BUILD)/libglow.a $(BUILD)/libglow.so glow
 	    -e 's|@BLASLIB@|$(BLASLIB)|' glow.pc.in > $(PREFIX)/lib/pkgconfig/glow.pc
 
 # TEST_ARGS selects tests by name substring, e.g. `make test TEST_ARGS=actnorm`.
-# The Python module's tests (on Debian's python3, its NumPy and pytest) run when no
-# TEST_ARGS narrow the run.
+# The Python module's tests and glow serve's (its API over HTTP, the abuse, the page in
+# Chromium), on Debian's python3 and pytest, run when no TEST_ARGS narrow the run.
 test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f64 $(TEST_ARGS)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f32 $(TEST_ARGS)
 	$(if $(TEST_ARGS),,cd python && OMP_NUM_THREADS=2 /usr/bin/python3 -m pytest -q tests)
+	$(if $(TEST_ARGS),,cd tests/serve && /usr/bin/python3 -m pytest -q -s)
 
 # The libFuzzer harnesses (tests/fuzz/), each run for FUZZ_SECONDS with clang's ASan and
 # UBSan, from seed corpora made from real files.

@@ -20,6 +20,7 @@ void api_config_default(api_config *cfg) {
     cfg->max_upload = 10 << 20;
     cfg->max_samples = 64;
     cfg->cache_bytes = 64 << 20;
+    cfg->batch = 16;
 }
 
 /* An encoded image: its latent (in the cache's slab), label and bits/dim. */
@@ -42,13 +43,16 @@ struct api {
     glow_dataset gallery;
     int gallery_n;
 
-    glow_ctx **ctx;        /* (workers): each used by one request at a time */
+    glow_ctx **ctx;        /* (workers): each used by one pass at a time */
     int *busy;
-    pthread_mutex_t ctx_lock;
-    pthread_cond_t ctx_free;
+    pthread_mutex_t lock;  /* guards busy and the decode queue */
+    pthread_cond_t changed; /* a context was given back, or queued decodes were done */
+    struct decode_job *queue, *queue_tail;
+    long long decodes, batches; /* (guarded by lock) for /api/info */
 
     pthread_mutex_t cache_lock;
     entry *entries;        /* (cache_n) */
+    int *gallery_slot;     /* (gallery_n): the entry of each gallery image, or -1 */
     glow_real *latents;    /* (cache_n, dim) */
     int cache_n;
     uint64_t clock, next, id_key;
@@ -71,11 +75,12 @@ void api_close(api *a) {
     free(a->ctx);
     free(a->busy);
     if (a->ctx) {
-        pthread_mutex_destroy(&a->ctx_lock);
-        pthread_cond_destroy(&a->ctx_free);
+        pthread_mutex_destroy(&a->lock);
+        pthread_cond_destroy(&a->changed);
         pthread_mutex_destroy(&a->cache_lock);
     }
     free(a->entries);
+    free(a->gallery_slot);
     free(a->latents);
     free(a->dir_z);
     glow_directions_free(&a->dirs);
@@ -89,6 +94,7 @@ api *api_open(const api_config *cfg) {
     if (!a) { glow_fail(GLOW_ENOMEM, "out of memory"); return NULL; }
     a->cfg = *cfg;
     if (a->cfg.workers < 1) a->cfg.workers = 1;
+    if (a->cfg.batch < 1 || a->cfg.batch > API_MAX_BATCH) a->cfg.batch = a->cfg.batch < 1 ? 1 : API_MAX_BATCH;
     if (!(a->m = glow_checkpoint_load(cfg->checkpoint, 1, NULL, &a->state))) goto fail;
     a->mc = glow_model_config(a->m);
     a->dim = glow_model_dim(a->m);
@@ -121,12 +127,14 @@ api *api_open(const api_config *cfg) {
     size_t n = cfg->cache_bytes / per;
     a->cache_n = n < 16 ? 16 : n > 1 << 20 ? 1 << 20 : (int)n;
     a->entries = calloc((size_t)a->cache_n, sizeof *a->entries);
+    a->gallery_slot = malloc(sizeof *a->gallery_slot * (size_t)(a->gallery_n + 1));
+    for (int i = 0; a->gallery_slot && i < a->gallery_n; i++) a->gallery_slot[i] = -1;
     a->latents = malloc(sizeof(glow_real) * a->dim * a->cache_n);
     a->ctx = calloc((size_t)a->cfg.workers, sizeof *a->ctx);
     a->busy = calloc((size_t)a->cfg.workers, sizeof *a->busy);
-    if (!a->entries || !a->latents || !a->ctx || !a->busy) goto oom;
-    pthread_mutex_init(&a->ctx_lock, NULL);
-    pthread_cond_init(&a->ctx_free, NULL);
+    if (!a->entries || !a->gallery_slot || !a->latents || !a->ctx || !a->busy) goto oom;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->changed, NULL);
     pthread_mutex_init(&a->cache_lock, NULL);
     /* One compute thread per context: the workers share the cores among requests. */
     for (int i = 0; i < a->cfg.workers; i++)
@@ -193,24 +201,96 @@ static void answer_png(api_response *r, const uint8_t *pixels, int h, int w, int
 
 /* ---- compute contexts ------------------------------------------------------------------ */
 
+static int free_ctx_locked(const api *a) {
+    for (int i = 0; i < a->cfg.workers; i++)
+        if (!a->busy[i]) return i;
+    return -1;
+}
+
 static int ctx_take(api *a) {
-    pthread_mutex_lock(&a->ctx_lock);
+    pthread_mutex_lock(&a->lock);
     int i;
-    for (;;) {
-        for (i = 0; i < a->cfg.workers && a->busy[i]; i++) {}
-        if (i < a->cfg.workers) break;
-        pthread_cond_wait(&a->ctx_free, &a->ctx_lock);
-    }
+    while ((i = free_ctx_locked(a)) < 0) pthread_cond_wait(&a->changed, &a->lock);
     a->busy[i] = 1;
-    pthread_mutex_unlock(&a->ctx_lock);
+    pthread_mutex_unlock(&a->lock);
     return i;
 }
 
 static void ctx_give(api *a, int i) {
-    pthread_mutex_lock(&a->ctx_lock);
+    pthread_mutex_lock(&a->lock);
     a->busy[i] = 0;
-    pthread_cond_signal(&a->ctx_free);
-    pthread_mutex_unlock(&a->ctx_lock);
+    pthread_cond_broadcast(&a->changed);
+    pthread_mutex_unlock(&a->lock);
+}
+
+/* A decode waiting to run: one request's latent, and where its image goes. */
+typedef struct decode_job {
+    const glow_real *z;      /* (dim) */
+    int label;
+    glow_real *x;            /* (dim), the output */
+    int rc, done;
+    char error[256];
+    struct decode_job *next;
+} decode_job;
+
+/* Run n queued decodes as one batch in ctx. */
+static void run_batch(api *a, glow_ctx *ctx, decode_job **jobs, int n) {
+    glow_real *z = malloc(sizeof(glow_real) * a->dim * n), *x = malloc(sizeof(glow_real) * a->dim * n);
+    int *y = malloc(sizeof(int) * n);
+    int rc = z && x && y ? GLOW_OK : GLOW_ENOMEM;
+    if (rc == GLOW_OK) {
+        for (int i = 0; i < n; i++) {
+            memcpy(z + a->dim * i, jobs[i]->z, sizeof(glow_real) * a->dim);
+            y[i] = jobs[i]->label;
+        }
+        rc = glow_model_decode(ctx, a->m, z, y, n, x, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        jobs[i]->rc = rc;
+        if (rc == GLOW_OK) memcpy(jobs[i]->x, x + a->dim * i, sizeof(glow_real) * a->dim);
+        else snprintf(jobs[i]->error, sizeof jobs[i]->error, "%s",
+                      rc == GLOW_ENOMEM ? "out of memory" : glow_ctx_error(ctx));
+    }
+    free(z), free(x), free(y);
+}
+
+/* Decode one latent into x (dim), together with the decodes of other requests waiting at
+ * the same moment: the request that finds a context free takes every queued decode (up to
+ * cfg.batch) and runs them as one batch, while the others wait for their result. A request
+ * alone decodes at once, by itself. Returns GLOW_OK, or the failure with its message in
+ * error. */
+static int decode_batched(api *a, const glow_real *z, int label, glow_real *x, char *error,
+                          size_t error_size) {
+    decode_job me = {z, label, x, GLOW_OK, 0, "", NULL};
+    decode_job *batch[API_MAX_BATCH];
+    pthread_mutex_lock(&a->lock);
+    if (a->queue_tail) a->queue_tail->next = &me;
+    else a->queue = &me;
+    a->queue_tail = &me;
+    while (!me.done) {
+        int k = a->queue ? free_ctx_locked(a) : -1;
+        if (k < 0) {
+            pthread_cond_wait(&a->changed, &a->lock);
+            continue;
+        }
+        a->busy[k] = 1;
+        int n = 0;
+        for (; a->queue && n < a->cfg.batch; n++) {
+            batch[n] = a->queue;
+            a->queue = a->queue->next;
+        }
+        if (!a->queue) a->queue_tail = NULL;
+        a->decodes += n, a->batches++;
+        pthread_mutex_unlock(&a->lock);
+        run_batch(a, a->ctx[k], batch, n);
+        pthread_mutex_lock(&a->lock);
+        a->busy[k] = 0;
+        for (int i = 0; i < n; i++) batch[i]->done = 1;
+        pthread_cond_broadcast(&a->changed);
+    }
+    pthread_mutex_unlock(&a->lock);
+    if (me.rc != GLOW_OK) snprintf(error, error_size, "%s", me.error);
+    return me.rc;
 }
 
 /* ---- the latent cache ------------------------------------------------------------------ */
@@ -230,7 +310,12 @@ static int parse_id(const char *s, uint64_t *id) {
     return v ? 0 : -1;
 }
 
-/* Store a latent; returns its id. The least recently used entry makes room. */
+/* An id is 40 bits drawn from a keyed counter above the 24-bit slot of its entry, so a
+ * lookup reads one slot; the drawn bits tell a live id from an evicted one. */
+#define SLOT_BITS 24
+
+/* Store a latent; returns its id. The least recently used entry makes room (a scan: this
+ * comes with an encoding pass, which costs far more). */
 static uint64_t cache_put(api *a, const glow_real *z, int label, int gallery, double bpd) {
     pthread_mutex_lock(&a->cache_lock);
     int slot = 0;
@@ -238,9 +323,13 @@ static uint64_t cache_put(api *a, const glow_real *z, int label, int gallery, do
         if (!a->entries[i].id) { slot = i; break; }
         if (a->entries[i].used < a->entries[slot].used) slot = i;
     }
+    entry *e = &a->entries[slot];
+    if (e->id && e->gallery >= 0) a->gallery_slot[e->gallery] = -1;
     uint64_t id;
-    do id = glow_rng_key(a->id_key, 0x656e74, ++a->next, 0); while (!id);
-    a->entries[slot] = (entry){id, ++a->clock, label, gallery, bpd};
+    do id = glow_rng_key(a->id_key, 0x656e74, ++a->next, 0) << SLOT_BITS | (uint64_t)slot;
+    while (id >> SLOT_BITS == 0);
+    *e = (entry){id, ++a->clock, label, gallery, bpd};
+    if (gallery >= 0) a->gallery_slot[gallery] = slot;
     memcpy(a->latents + a->dim * slot, z, sizeof(glow_real) * a->dim);
     pthread_mutex_unlock(&a->cache_lock);
     return id;
@@ -248,29 +337,29 @@ static uint64_t cache_put(api *a, const glow_real *z, int label, int gallery, do
 
 /* Copy the latent of `id` (and its entry) out; -1 if it is not (or no longer) cached. */
 static int cache_get(api *a, uint64_t id, glow_real *z, entry *e) {
+    uint64_t slot = id & ((1u << SLOT_BITS) - 1);
+    if (slot >= (uint64_t)a->cache_n) return -1;
     pthread_mutex_lock(&a->cache_lock);
-    int found = -1;
-    for (int i = 0; i < a->cache_n && found < 0; i++)
-        if (a->entries[i].id == id) found = i;
-    if (found >= 0) {
-        a->entries[found].used = ++a->clock;
-        if (z) memcpy(z, a->latents + a->dim * found, sizeof(glow_real) * a->dim);
-        if (e) *e = a->entries[found];
+    entry *found = a->entries[slot].id == id ? &a->entries[slot] : NULL;
+    if (found) {
+        found->used = ++a->clock;
+        if (z) memcpy(z, a->latents + a->dim * slot, sizeof(glow_real) * a->dim);
+        if (e) *e = *found;
     }
     pthread_mutex_unlock(&a->cache_lock);
-    return found < 0 ? -1 : 0;
+    return found ? 0 : -1;
 }
 
 /* The cached entry of gallery image g, if any: encoding it again would give the same. */
 static uint64_t cache_find_gallery(api *a, int g, entry *e) {
     uint64_t id = 0;
     pthread_mutex_lock(&a->cache_lock);
-    for (int i = 0; i < a->cache_n && !id; i++)
-        if (a->entries[i].id && a->entries[i].gallery == g) {
-            a->entries[i].used = ++a->clock;
-            *e = a->entries[i];
-            id = e->id;
-        }
+    int slot = a->gallery_slot[g];
+    if (slot >= 0) {
+        a->entries[slot].used = ++a->clock;
+        *e = a->entries[slot];
+        id = e->id;
+    }
     pthread_mutex_unlock(&a->cache_lock);
     return id;
 }
@@ -282,13 +371,12 @@ static void decode_answer(api *a, const glow_real *z, int label, api_response *r
     const glow_config *mc = a->mc;
     glow_real *x = malloc(sizeof(glow_real) * a->dim);
     uint8_t *px = malloc(a->dim);
+    char error[256];
     if (!x || !px) {
         api_error(r, 500, "out of memory");
     } else {
-        int k = ctx_take(a);
-        int rc = glow_model_decode(a->ctx[k], a->m, z, &label, 1, x, NULL);
-        if (rc != GLOW_OK) api_error(r, 500, "decoding: %s", glow_ctx_error(a->ctx[k]));
-        ctx_give(a, k);
+        int rc = decode_batched(a, z, label, x, error, sizeof error);
+        if (rc != GLOW_OK) api_error(r, 500, "decoding: %s", error);
         if (rc == GLOW_OK) {
             glow_postprocess(px, x, 1, a->dim, mc->n_bits);
             answer_png(r, px, mc->image_h, mc->image_w, mc->image_c);
@@ -466,9 +554,13 @@ static void route_info(api *a, api_response *r) {
         if (i) json_printf(&o, ", ");
         json_string(&o, a->gallery.class_names[i]);
     }
+    pthread_mutex_lock(&a->lock);
+    long long decodes = a->decodes, batches = a->batches;
+    pthread_mutex_unlock(&a->lock);
     json_printf(&o, "], \"max_samples\": %d, \"max_upload\": %zu, \"cache_entries\": %d, "
-                "\"workers\": %d}\n", a->cfg.max_samples, a->cfg.max_upload, a->cache_n,
-                a->cfg.workers);
+                "\"workers\": %d, \"batch\": %d, \"decodes\": %lld, \"decode_batches\": %lld}\n",
+                a->cfg.max_samples, a->cfg.max_upload, a->cache_n, a->cfg.workers, a->cfg.batch,
+                decodes, batches);
     answer_json(r, &o);
 }
 

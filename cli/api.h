@@ -4,8 +4,9 @@
  *
  * The model and the attribute directions are read-only after api_open. Requests may come
  * from any number of threads at once: each takes one of `workers` compute contexts for its
- * computation (waiting if all are busy), and the latents of encoded images live in an LRU
- * cache of bounded size, so that clients send ids rather than latents. */
+ * computation (waiting if all are busy); the decodes of requests that wait at the same
+ * moment run as one batch. The latents of encoded images live in an LRU cache of bounded
+ * size, so that clients send ids rather than latents. */
 #ifndef GLOW_API_H
 #define GLOW_API_H
 
@@ -21,12 +22,16 @@ typedef struct api_config {
     size_t max_upload;       /* bytes of a request body */
     int max_samples;         /* images of one /api/sample */
     size_t cache_bytes;      /* the latent cache */
+    int batch;               /* decodes of concurrent requests run together, at most */
     const char *page;        /* the HTML page served at / */
     size_t page_size;
 } api_config;
 
-/* Defaults: 10 MiB uploads, 64 samples, 1000 gallery images, 64 MiB of latents. */
+/* Defaults: 10 MiB uploads, 64 samples, 1000 gallery images, 64 MiB of latents, batches
+ * of up to 16 decodes. */
 void api_config_default(api_config *cfg);
+
+#define API_MAX_BATCH 256
 
 typedef struct api api;
 

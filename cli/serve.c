@@ -1,11 +1,12 @@
 /* serve.c: `glow serve`: the explorer page (web/index.html, built into the binary) and its
  * API (api.c) over HTTP, on libmicrohttpd.
  *
- * libmicrohttpd runs a pool of --threads threads, each multiplexing its connections, so a
- * slow client holds a socket and a little memory but never a thread; one that sends
- * nothing for 10 seconds is dropped, and up to 4096 may be open at once. A request's body is collected up to the upload limit
- * (a Content-Length over it is answered 413 before the body is read), then api_handle
- * computes the answer in the connection's thread with one of the api's compute contexts. */
+ * libmicrohttpd runs a pool of threads, each multiplexing its connections, so a slow client
+ * holds a socket and a little memory but never a thread; one that sends nothing for 10
+ * seconds is dropped, and up to 4096 may be open at once. A request's body is collected up
+ * to the upload limit (a Content-Length over it is answered 413 before the body is read),
+ * then api_handle computes the answer in the connection's thread with one of the api's
+ * --threads compute contexts, batching the decodes of requests that wait together. */
 #include <malloc.h>
 #include <microhttpd.h>
 #include <netdb.h>
@@ -166,7 +167,9 @@ static const char help[] =
     "  --gallery N          at most N gallery images (default 1000)\n"
     "  --host ADDR          the address to listen on (default 127.0.0.1)\n"
     "  --port P             (default 8080; 0 picks a free one)\n"
-    "  --threads T          requests computed at once (default: one per core)\n"
+    "  --threads T          compute contexts: passes run at once (default: one per core)\n"
+    "  --batch B            decodes of requests waiting at once run together, up to B\n"
+    "                       (default 16; 1: each alone)\n"
     "  --max-upload MB      the largest request body (default 10)\n"
     "  --max-samples N      the most images one /api/sample draws (default 64)\n"
     "  --cache MB           memory for the latents of encoded images (default 64)\n";
@@ -204,7 +207,7 @@ static int own_option(void *ctx, int c, const char *arg) {
 
 int cmd_serve(int argc, char **argv) {
     static const struct option opts[] = {
-        OPTION_CHECKPOINT, OPTION_DATA, OPTION_THREADS, OPTION_HELP,
+        OPTION_CHECKPOINT, OPTION_DATA, OPTION_THREADS, OPTION_BATCH, OPTION_HELP,
         {"attributes", required_argument, 0, OPT_ATTRIBUTES},
         {"gallery", required_argument, 0, OPT_GALLERY},
         {"host", required_argument, 0, OPT_HOST},
@@ -223,6 +226,8 @@ int cmd_serve(int argc, char **argv) {
     o.api.checkpoint = co.checkpoint;
     o.api.data = co.data;
     o.api.workers = co.threads > 0 ? co.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (co.batch > API_MAX_BATCH) return cli_usage_error("--batch %d: at most %d", co.batch, API_MAX_BATCH);
+    if (co.batch > 0) o.api.batch = co.batch;
     o.api.page = serve_page;
     o.api.page_size = (size_t)(serve_page_end - serve_page);
 
@@ -250,7 +255,8 @@ int cmd_serve(int argc, char **argv) {
     struct MHD_Daemon *d = MHD_start_daemon(
         flags, (uint16_t)o.port, NULL, NULL, on_request, &s,
         MHD_OPTION_SOCK_ADDR, addr->ai_addr,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)o.api.workers,
+        /* Enough connection threads for every context to be busy while a full batch waits. */
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(o.api.workers + o.api.batch),
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)IDLE_TIMEOUT_S,
         MHD_OPTION_CONNECTION_LIMIT, connection_limit(),
         MHD_OPTION_URI_LOG_CALLBACK, on_uri, &s,

@@ -33,8 +33,8 @@ for j in "$T"/j-*.jpg; do with_mode 0 "$j" "$DIR/fuzz_image/seed-$(basename "$j"
 # Text: a CelebA-style attribute file and a labels.csv for a.png, b.png, c.png.
 printf '3\nSmiling Young\na.png 1 -1\nb.png -1 1\nc.png 1 1\n' > "$T/attr"
 printf 'file,label\na.png,0\nb.png,1\nc.png,2\n' > "$T/csv"
-with_mode 1 "$T/attr" "$DIR/fuzz_text/seed-attr"
-with_mode 0 "$T/csv" "$DIR/fuzz_text/seed-csv"
+with_mode 0 "$T/attr" "$DIR/fuzz_text/seed-attr"
+with_mode 1 "$T/csv" "$DIR/fuzz_text/seed-csv"
 # A small checkpoint, and latents and directions from it.
 cp "$T/run/checkpoint.glow" "$DIR/fuzz_checkpoint/seed-tiny"
 ./glow encode --checkpoint "$T/run/checkpoint.glow" --n 2 --out "$T/z.npy" > /dev/null 2>&1

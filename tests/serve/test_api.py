@@ -310,3 +310,37 @@ def test_attributes_of_another_model(model, tmp_path):
                         "--attributes", model["attributes"]], capture_output=True, text=True,
                        timeout=30)
     assert r.returncode == 1 and "dimension 784" in r.stderr, r.stderr
+
+
+def test_concurrent_decodes_are_batched_and_exact(model):
+    """32 requests sent at once (on 32 connections opened first) to a server with one
+    context: their decodes run in shared batches, and each answer is still its own image's
+    exact reconstruction."""
+    server = Server(["--checkpoint", model["checkpoint"], "--data", FMNIST, "--gallery", "32",
+                     "--threads", "1"], ROOT)
+    try:
+        batched_and_exact(server)
+    finally:
+        server.stop()
+
+
+def batched_and_exact(server):
+    import http.client
+    images = fmnist_test_images(32)
+    ids = [encode_gallery(server, i)["id"] for i in range(32)]
+    before = json.loads(server.request("GET", "/api/info")[2])
+    for burst in range(5):
+        conns = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(32)]
+        for c, i in zip(conns, ids):
+            c.sendall(b"GET /api/image/%s.png HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n" % i.encode())
+        for k, c in enumerate(conns):
+            r = http.client.HTTPResponse(c)
+            r.begin()
+            assert r.status == 200 and png_decode(r.read())[3] == images[k], "image %d" % k
+            c.close()
+        info = json.loads(server.request("GET", "/api/info")[2])
+        decodes = info["decodes"] - before["decodes"]
+        batches = info["decode_batches"] - before["decode_batches"]
+        if batches < decodes:
+            break
+    assert decodes >= 32 and batches < decodes, "no two decodes ever shared a batch"
