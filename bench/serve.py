@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """glow serve's figures on a trained model (docs/PERFORMANCE.md, the README):
-  bench/serve.py CHECKPOINT DIRECTIONS.npz [--seconds S] [--screenshot FILE]
+  bench/serve.py CHECKPOINT DIRECTIONS.npz [--seconds S] [--batch B] [--screenshot FILE]
 - the time of POST /api/manipulate, median and 95th percentile, for 1 client and for 32
   (the round trip as the client sees it, and the server's own time from Server-Timing);
 - requests per second with 32 clients;
@@ -74,8 +74,10 @@ def main():
     ap.add_argument("directions")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--screenshot")
+    ap.add_argument("--batch", type=int, default=16, help="glow serve --batch")
     a = ap.parse_args()
-    s = Server(["--checkpoint", a.checkpoint, "--attributes", a.directions, "--data", FMNIST], ROOT)
+    s = Server(["--checkpoint", a.checkpoint, "--attributes", a.directions, "--data", FMNIST,
+                "--batch", str(a.batch)], ROOT)
     try:
         info = json.loads(s.request("GET", "/api/info")[2])
         ids = [json.loads(s.post_json("/api/encode", {"gallery": i})[2])["id"] for i in range(32)]
@@ -83,7 +85,7 @@ def main():
         manipulate_load(s.port, ids, names, 1, 2)  # warm up
         out = {"model": "%s: L=%d K=%d width %d, %d parameters, step %d" % (
             info["checkpoint"], info["levels"], info["depth"], info["width"], info["parameters"],
-            info["step"]), "threads": info["workers"]}
+            info["step"]), "threads": info["workers"], "batch": info["batch"]}
         for clients in (1, 32):
             rtt, srv, rps = manipulate_load(s.port, ids, names, clients, a.seconds)
             out["clients_%d" % clients] = {
@@ -111,6 +113,8 @@ def main():
             print(r.stdout + r.stderr, file=sys.stderr)
         with open("/proc/%d/status" % s.proc.pid) as f:
             out["peak_rss_mib"] = round(int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1)) / 1024, 1)
+        info = json.loads(s.request("GET", "/api/info")[2])
+        out["decodes_per_batch"] = round(info["decodes"] / max(1, info["decode_batches"]), 2)
         print(json.dumps(out, indent=1))
     finally:
         s.stop()
