@@ -61,7 +61,8 @@ typedef struct curve {
     double *step, *train, *test;
     int n, cap;
 } curve;
-void curve_add(curve *c, double step, double train, double test);
+/* -1 if out of memory (the curve is left as it was). */
+int curve_add(curve *c, double step, double train, double test);
 /* Append the lines of a metrics file with step <= upto; returns 0, or the exit status of
  * the error it printed when the file cannot be read and `required` is set. */
 int curve_load(curve *c, const char *metrics, long long upto, const char *required);

@@ -206,16 +206,20 @@ int make_dirs(const char *path, int is_dir) {
 
 /* ---- training curves ------------------------------------------------------------------ */
 
-void curve_add(curve *c, double step, double train, double test) {
+int curve_add(curve *c, double step, double train, double test) {
     if (c->n == c->cap) {
-        c->cap = c->cap ? 2 * c->cap : 256;
-        c->step = realloc(c->step, sizeof(double) * c->cap);
-        c->train = realloc(c->train, sizeof(double) * c->cap);
-        c->test = realloc(c->test, sizeof(double) * c->cap);
-        if (!c->step || !c->train || !c->test) exit(cli_error("out of memory"));
+        int cap = c->cap ? 2 * c->cap : 256;
+        /* Each array that grows is kept, so a failure part way loses nothing. */
+        double *s = realloc(c->step, sizeof(double) * cap), *tr = NULL, *te = NULL;
+        if (s) c->step = s, tr = realloc(c->train, sizeof(double) * cap);
+        if (tr) c->train = tr, te = realloc(c->test, sizeof(double) * cap);
+        if (!te) return -1;
+        c->test = te;
+        c->cap = cap;
     }
     c->step[c->n] = step, c->train[c->n] = train, c->test[c->n] = test;
     c->n++;
+    return 0;
 }
 
 int curve_load(curve *c, const char *metrics, long long upto, const char *required) {
@@ -229,7 +233,11 @@ int curve_load(curve *c, const char *metrics, long long upto, const char *requir
         if (!s) continue;
         double step = atof(s + 7);
         if (step > upto) continue;
-        curve_add(c, step, tr ? atof(tr + 12) : NAN, te ? atof(te + 11) : NAN);
+        if (curve_add(c, step, tr ? atof(tr + 12) : NAN, te ? atof(te + 11) : NAN)) {
+            free(line);
+            fclose(f);
+            return cli_error("%s: out of memory", metrics);
+        }
     }
     free(line);
     fclose(f);

@@ -315,7 +315,7 @@ static void on_log(run *r, const glow_train_event *e) {
     write_levels(r->metrics, e->level, r->cfg->levels);
     fputs("}\n", r->metrics);
     fflush(r->metrics);
-    curve_add(&r->cv, e->step, e->train_bpd, NAN);
+    curve_add(&r->cv, e->step, e->train_bpd, NAN); /* out of memory: the point is not drawn */
 }
 
 static void on_event(const glow_train_event *e, void *user) {
