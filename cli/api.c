@@ -1,6 +1,5 @@
-/* api.c: the explorer's routes (api.h, docs/API.md): parse the request, run the model in
- * a borrowed compute context, answer PNG or JSON. */
-#include <ctype.h>
+/* api.c: the explorer's routes (api.h, docs/API.md): open the model, parse the request,
+ * run the model in a borrowed compute context (api_compute.c), answer PNG or JSON. */
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -9,8 +8,7 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include "api.h"
-#include "glow.h"
+#include "api_internal.h"
 #include "json.h"
 
 void api_config_default(api_config *cfg) {
@@ -22,41 +20,6 @@ void api_config_default(api_config *cfg) {
     cfg->cache_bytes = 64 << 20;
     cfg->batch = 16;
 }
-
-/* An encoded image: its latent (in the cache's slab), label and bits/dim. */
-typedef struct entry {
-    uint64_t id;       /* 0: free */
-    uint64_t used;     /* the cache's clock at the last use: the least recent goes first */
-    int label;         /* the class it was encoded with (conditional models) */
-    int gallery;       /* the gallery index it came from, or -1 for an upload */
-    double bpd;
-} entry;
-
-struct api {
-    api_config cfg;
-    glow_model *m;
-    const glow_config *mc;
-    size_t dim;
-    glow_train_state state;
-    glow_directions dirs;
-    glow_real *dir_z;      /* (dirs.n, dim) */
-    glow_dataset gallery;
-    int gallery_n;
-
-    glow_ctx **ctx;        /* (workers): each used by one pass at a time */
-    int *busy;
-    pthread_mutex_t lock;  /* guards busy and the decode queue */
-    pthread_cond_t changed; /* a context was given back, or queued decodes were done */
-    struct decode_job *queue, *queue_tail;
-    long long decodes, batches; /* (guarded by lock) for /api/info */
-
-    pthread_mutex_t cache_lock;
-    entry *entries;        /* (cache_n) */
-    int *gallery_slot;     /* (gallery_n): the entry of each gallery image, or -1 */
-    glow_real *latents;    /* (cache_n, dim) */
-    int cache_n;
-    uint64_t clock, next, id_key;
-};
 
 size_t api_max_upload(const api *a) { return a->cfg.max_upload; }
 int api_gallery_size(const api *a) { return a->gallery_n; }
@@ -199,171 +162,6 @@ static void answer_png(api_response *r, const uint8_t *pixels, int h, int w, int
     r->size = size;
 }
 
-/* ---- compute contexts ------------------------------------------------------------------ */
-
-static int free_ctx_locked(const api *a) {
-    for (int i = 0; i < a->cfg.workers; i++)
-        if (!a->busy[i]) return i;
-    return -1;
-}
-
-static int ctx_take(api *a) {
-    pthread_mutex_lock(&a->lock);
-    int i;
-    while ((i = free_ctx_locked(a)) < 0) pthread_cond_wait(&a->changed, &a->lock);
-    a->busy[i] = 1;
-    pthread_mutex_unlock(&a->lock);
-    return i;
-}
-
-static void ctx_give(api *a, int i) {
-    pthread_mutex_lock(&a->lock);
-    a->busy[i] = 0;
-    pthread_cond_broadcast(&a->changed);
-    pthread_mutex_unlock(&a->lock);
-}
-
-/* A decode waiting to run: one request's latent, and where its image goes. */
-typedef struct decode_job {
-    const glow_real *z;      /* (dim) */
-    int label;
-    glow_real *x;            /* (dim), the output */
-    int rc, done;
-    char error[256];
-    struct decode_job *next;
-} decode_job;
-
-/* Run n queued decodes as one batch in ctx. */
-static void run_batch(api *a, glow_ctx *ctx, decode_job **jobs, int n) {
-    glow_real *z = malloc(sizeof(glow_real) * a->dim * n), *x = malloc(sizeof(glow_real) * a->dim * n);
-    int *y = malloc(sizeof(int) * n);
-    int rc = z && x && y ? GLOW_OK : GLOW_ENOMEM;
-    if (rc == GLOW_OK) {
-        for (int i = 0; i < n; i++) {
-            memcpy(z + a->dim * i, jobs[i]->z, sizeof(glow_real) * a->dim);
-            y[i] = jobs[i]->label;
-        }
-        rc = glow_model_decode(ctx, a->m, z, y, n, x, NULL);
-    }
-    for (int i = 0; i < n; i++) {
-        jobs[i]->rc = rc;
-        if (rc == GLOW_OK) memcpy(jobs[i]->x, x + a->dim * i, sizeof(glow_real) * a->dim);
-        else snprintf(jobs[i]->error, sizeof jobs[i]->error, "%s",
-                      rc == GLOW_ENOMEM ? "out of memory" : glow_ctx_error(ctx));
-    }
-    free(z), free(x), free(y);
-}
-
-/* Decode one latent into x (dim), together with the decodes of other requests waiting at
- * the same moment: the request that finds a context free takes every queued decode (up to
- * cfg.batch) and runs them as one batch, while the others wait for their result. A request
- * alone decodes at once, by itself. Returns GLOW_OK, or the failure with its message in
- * error. */
-static int decode_batched(api *a, const glow_real *z, int label, glow_real *x, char *error,
-                          size_t error_size) {
-    decode_job me = {z, label, x, GLOW_OK, 0, "", NULL};
-    decode_job *batch[API_MAX_BATCH];
-    pthread_mutex_lock(&a->lock);
-    if (a->queue_tail) a->queue_tail->next = &me;
-    else a->queue = &me;
-    a->queue_tail = &me;
-    while (!me.done) {
-        int k = a->queue ? free_ctx_locked(a) : -1;
-        if (k < 0) {
-            pthread_cond_wait(&a->changed, &a->lock);
-            continue;
-        }
-        a->busy[k] = 1;
-        int n = 0;
-        for (; a->queue && n < a->cfg.batch; n++) {
-            batch[n] = a->queue;
-            a->queue = a->queue->next;
-        }
-        if (!a->queue) a->queue_tail = NULL;
-        a->decodes += n, a->batches++;
-        pthread_mutex_unlock(&a->lock);
-        run_batch(a, a->ctx[k], batch, n);
-        pthread_mutex_lock(&a->lock);
-        a->busy[k] = 0;
-        for (int i = 0; i < n; i++) batch[i]->done = 1;
-        pthread_cond_broadcast(&a->changed);
-    }
-    pthread_mutex_unlock(&a->lock);
-    if (me.rc != GLOW_OK) snprintf(error, error_size, "%s", me.error);
-    return me.rc;
-}
-
-/* ---- the latent cache ------------------------------------------------------------------ */
-
-static void format_id(char out[17], uint64_t id) { snprintf(out, 17, "%016llx", (unsigned long long)id); }
-
-static int parse_id(const char *s, uint64_t *id) {
-    if (strlen(s) != 16) return -1;
-    uint64_t v = 0;
-    for (int k = 0; k < 16; k++) {
-        int c = s[k];
-        int h = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
-        if (h < 0) return -1;
-        v = v << 4 | (uint64_t)h;
-    }
-    *id = v;
-    return v ? 0 : -1;
-}
-
-/* An id is 40 bits drawn from a keyed counter above the 24-bit slot of its entry, so a
- * lookup reads one slot; the drawn bits tell a live id from an evicted one. */
-#define SLOT_BITS 24
-
-/* Store a latent; returns its id. The least recently used entry makes room (a scan: this
- * comes with an encoding pass, which costs far more). */
-static uint64_t cache_put(api *a, const glow_real *z, int label, int gallery, double bpd) {
-    pthread_mutex_lock(&a->cache_lock);
-    int slot = 0;
-    for (int i = 0; i < a->cache_n; i++) {
-        if (!a->entries[i].id) { slot = i; break; }
-        if (a->entries[i].used < a->entries[slot].used) slot = i;
-    }
-    entry *e = &a->entries[slot];
-    if (e->id && e->gallery >= 0) a->gallery_slot[e->gallery] = -1;
-    uint64_t id;
-    do id = glow_rng_key(a->id_key, 0x656e74, ++a->next, 0) << SLOT_BITS | (uint64_t)slot;
-    while (id >> SLOT_BITS == 0);
-    *e = (entry){id, ++a->clock, label, gallery, bpd};
-    if (gallery >= 0) a->gallery_slot[gallery] = slot;
-    memcpy(a->latents + a->dim * slot, z, sizeof(glow_real) * a->dim);
-    pthread_mutex_unlock(&a->cache_lock);
-    return id;
-}
-
-/* Copy the latent of `id` (and its entry) out; -1 if it is not (or no longer) cached. */
-static int cache_get(api *a, uint64_t id, glow_real *z, entry *e) {
-    uint64_t slot = id & ((1u << SLOT_BITS) - 1);
-    if (slot >= (uint64_t)a->cache_n) return -1;
-    pthread_mutex_lock(&a->cache_lock);
-    entry *found = a->entries[slot].id == id ? &a->entries[slot] : NULL;
-    if (found) {
-        found->used = ++a->clock;
-        if (z) memcpy(z, a->latents + a->dim * slot, sizeof(glow_real) * a->dim);
-        if (e) *e = *found;
-    }
-    pthread_mutex_unlock(&a->cache_lock);
-    return found ? 0 : -1;
-}
-
-/* The cached entry of gallery image g, if any: encoding it again would give the same. */
-static uint64_t cache_find_gallery(api *a, int g, entry *e) {
-    uint64_t id = 0;
-    pthread_mutex_lock(&a->cache_lock);
-    int slot = a->gallery_slot[g];
-    if (slot >= 0) {
-        a->entries[slot].used = ++a->clock;
-        *e = a->entries[slot];
-        id = e->id;
-    }
-    pthread_mutex_unlock(&a->cache_lock);
-    return id;
-}
-
 /* ---- the model's work ------------------------------------------------------------------ */
 
 /* Decode one latent and answer its PNG. */
@@ -375,7 +173,7 @@ static void decode_answer(api *a, const glow_real *z, int label, api_response *r
     if (!x || !px) {
         api_error(r, 500, "out of memory");
     } else {
-        int rc = decode_batched(a, z, label, x, error, sizeof error);
+        int rc = api_decode(a, z, label, x, error, sizeof error);
         if (rc != GLOW_OK) api_error(r, 500, "decoding: %s", error);
         if (rc == GLOW_OK) {
             glow_postprocess(px, x, 1, a->dim, mc->n_bits);
@@ -394,17 +192,17 @@ static void encode_answer(api *a, const uint8_t *pixels, int label, int gallery,
     int rc = GLOW_ENOMEM;
     if (x && z) {
         glow_preprocess_center(x, pixels, 1, a->dim, a->mc->n_bits);
-        int k = ctx_take(a);
+        int k = api_ctx_take(a);
         rc = glow_model_encode(a->ctx[k], a->m, x, &label, 1, z, NULL);
         if (rc == GLOW_OK) rc = glow_model_log_prob(a->ctx[k], a->m, x, &label, 1, NULL, &bpd);
         if (rc != GLOW_OK) api_error(r, 500, "encoding: %s", glow_ctx_error(a->ctx[k]));
-        ctx_give(a, k);
+        api_ctx_give(a, k);
     } else {
         api_error(r, 500, "out of memory");
     }
     if (rc == GLOW_OK) {
         char id[17];
-        format_id(id, cache_put(a, z, label, gallery, bpd));
+        api_format_id(id, api_cache_put(a, z, label, gallery, bpd));
         json_out o = {0};
         json_printf(&o, "{\"id\": \"%s\", \"bits_per_dim\": %.6f, \"label\": %d}\n", id, bpd,
                     label);
@@ -418,80 +216,6 @@ static void encode_answer(api *a, const uint8_t *pixels, int label, int gallery,
 
 /* Answer an error and leave the route. */
 #define REFUSE(...) do { api_error(r, __VA_ARGS__); return; } while (0)
-
-/* One decoded query parameter. */
-typedef struct param { char key[32], value[64]; } param;
-#define MAX_PARAMS 8
-
-static int hex_value(int c) {
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10
-         : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Percent-decode s[0..n) into out (size cap); -1 if malformed or too long. */
-static int url_decode(char *out, size_t cap, const char *s, size_t n) {
-    size_t o = 0;
-    for (size_t i = 0; i < n; i++) {
-        int c = (unsigned char)s[i];
-        if (c == '+') c = ' ';
-        else if (c == '%') {
-            if (i + 2 >= n) return -1;
-            int h = hex_value(s[i + 1]), l = hex_value(s[i + 2]);
-            if (h < 0 || l < 0) return -1;
-            c = h * 16 + l;
-            i += 2;
-        }
-        if (c == 0 || o + 1 >= cap) return -1;
-        out[o++] = (char)c;
-    }
-    out[o] = 0;
-    return 0;
-}
-
-/* The query string after '?' into params; returns their count or -1 with a message. */
-static int parse_query(const char *q, param *p, api_response *r) {
-    int n = 0;
-    while (q && *q) {
-        const char *amp = strchr(q, '&'), *end = amp ? amp : q + strlen(q);
-        const char *eq = memchr(q, '=', (size_t)(end - q));
-        if (end > q) {
-            if (n == MAX_PARAMS) { api_error(r, 400, "too many query parameters"); return -1; }
-            if (!eq || url_decode(p[n].key, sizeof p[n].key, q, (size_t)(eq - q)) ||
-                url_decode(p[n].value, sizeof p[n].value, eq + 1, (size_t)(end - eq - 1))) {
-                api_error(r, 400, "malformed query parameter '%.*s'", (int)(end - q > 40 ? 40 : end - q), q);
-                return -1;
-            }
-            n++;
-        }
-        q = amp ? amp + 1 : end;
-    }
-    return n;
-}
-
-/* A whole-string number in [lo, hi]. */
-static int parse_number(const char *s, double lo, double hi, double *out) {
-    char *end;
-    if (!*s || isspace((unsigned char)*s)) return -1;
-    double v = strtod(s, &end);
-    if (*end || !isfinite(v) || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
-}
-
-/* "/api/gallery/12.png" -> 12 (digits only, no sign or leading zeros beyond "0"). */
-static int parse_index(const char *s, const char *suffix, long max, long *out) {
-    size_t n = strlen(s), sl = strlen(suffix);
-    if (n <= sl || strcmp(s + n - sl, suffix) || n - sl > 9) return -1;
-    if (s[0] == '0' && n - sl > 1) return -1;
-    long v = 0;
-    for (size_t i = 0; i < n - sl; i++) {
-        if (s[i] < '0' || s[i] > '9') return -1;
-        v = v * 10 + (s[i] - '0');
-    }
-    if (v >= max) return -1;
-    *out = v;
-    return 0;
-}
 
 /* A JSON request body, or a 400. */
 static int parse_body(json_doc *doc, const uint8_t *body, size_t size, api_response *r) {
@@ -517,7 +241,7 @@ static int body_latent(api *a, const json_doc *doc, const char *key, glow_real *
         api_error(r, 400, "\"%s\": expected the id of an encoded image (a string)", key);
         return -1;
     }
-    if (parse_id(doc->v[i].str, &id) || cache_get(a, id, z, e)) {
+    if (api_parse_id(doc->v[i].str, &id) || api_cache_get(a, id, z, e)) {
         api_error(r, 404, "\"%s\": no encoded image with id '%.40s' (unknown, or evicted "
                   "from the cache: encode it again)", key, doc->v[i].str);
         return -1;
@@ -566,20 +290,20 @@ static void route_info(api *a, api_response *r) {
 
 static void route_sample(api *a, const char *query, api_response *r) {
     param p[MAX_PARAMS];
-    int np = parse_query(query, p, r);
+    int np = api_parse_query(query, p, r);
     if (np < 0) return;
     double t = 0.7, n = 16, seed = 0;
     for (int i = 0; i < np; i++) {
         const char *k = p[i].key, *v = p[i].value;
         if (!strcmp(k, "temperature")) {
-            if (parse_number(v, 0, 2, &t))
+            if (api_parse_number(v, 0, 2, &t))
                 REFUSE(400, "temperature '%s': expected a number from 0 to 2", v);
         } else if (!strcmp(k, "n")) {
-            if (parse_number(v, 1, a->cfg.max_samples, &n) || n != floor(n))
+            if (api_parse_number(v, 1, a->cfg.max_samples, &n) || n != floor(n))
                 REFUSE(400, "n '%s': expected a whole number from 1 to %d", v,
                                  a->cfg.max_samples);
         } else if (!strcmp(k, "seed")) {
-            if (parse_number(v, 0, 9007199254740992.0, &seed) || seed != floor(seed))
+            if (api_parse_number(v, 0, 9007199254740992.0, &seed) || seed != floor(seed))
                 REFUSE(400, "seed '%s': expected a whole number from 0 to 2^53", v);
         } else {
             REFUSE(400, "unknown query parameter '%s' (temperature, n, seed)", k);
@@ -593,10 +317,10 @@ static void route_sample(api *a, const char *query, api_response *r) {
     if (!x || !px) {
         api_error(r, 500, "out of memory");
     } else {
-        int k = ctx_take(a);
+        int k = api_ctx_take(a);
         int rc = glow_model_sample(a->ctx[k], a->m, NULL, count, t, (uint64_t)seed, x);
         if (rc != GLOW_OK) api_error(r, 500, "sampling: %s", glow_ctx_error(a->ctx[k]));
-        ctx_give(a, k);
+        api_ctx_give(a, k);
         if (rc == GLOW_OK) {
             glow_postprocess(px, x, count, a->dim, mc->n_bits);
             if (glow_grid_make(&grid, &gh, &gw, px, count, mc->image_h, mc->image_w,
@@ -613,7 +337,7 @@ static void route_sample(api *a, const char *query, api_response *r) {
 
 static void route_gallery(api *a, const char *name, api_response *r) {
     long i;
-    if (parse_index(name, ".png", a->gallery_n, &i))
+    if (api_parse_index(name, ".png", a->gallery_n, &i))
         REFUSE(404, "no gallery image '%.40s' (the gallery has %d: 0.png to "
                          "%d.png)", name, a->gallery_n, a->gallery_n - 1);
     const glow_dataset *g = &a->gallery;
@@ -649,13 +373,13 @@ static uint8_t *fit_to_model(api *a, const uint8_t *px, int h, int w, int c) {
 static void route_encode(api *a, const char *query, const char *type, const uint8_t *body,
                          size_t size, api_response *r) {
     param p[MAX_PARAMS];
-    int np = parse_query(query, p, r), label = 0;
+    int np = api_parse_query(query, p, r), label = 0;
     if (np < 0) return;
     for (int i = 0; i < np; i++) {
         double v;
         if (strcmp(p[i].key, "label"))
             REFUSE(400, "unknown query parameter '%s' (label)", p[i].key);
-        if (!a->mc->n_classes || parse_number(p[i].value, 0, a->mc->n_classes - 1, &v) ||
+        if (!a->mc->n_classes || api_parse_number(p[i].value, 0, a->mc->n_classes - 1, &v) ||
             v != floor(v))
             REFUSE(400, "label '%s': expected a class from 0 to %d", p[i].value,
                              a->mc->n_classes - 1);
@@ -674,10 +398,10 @@ static void route_encode(api *a, const char *query, const char *type, const uint
             REFUSE(404, "no gallery image %.0f (the gallery has %d)", g, a->gallery_n);
         int gi = (int)g;
         entry e;
-        uint64_t id = cache_find_gallery(a, gi, &e);
+        uint64_t id = api_cache_find_gallery(a, gi, &e);
         if (id) {
             char s[17];
-            format_id(s, id);
+            api_format_id(s, id);
             json_out o = {0};
             json_printf(&o, "{\"id\": \"%s\", \"bits_per_dim\": %.6f, \"label\": %d}\n", s, e.bpd,
                         e.label);
@@ -709,7 +433,7 @@ static void route_image(api *a, const char *name, api_response *r) {
     entry e;
     if (!z) REFUSE(500, "out of memory");
     if (n != 20 || strcmp(name + 16, ".png") || (memcpy(id_s, name, 16), id_s[16] = 0,
-                                                  parse_id(id_s, &id)) || cache_get(a, id, z, &e))
+                                                  api_parse_id(id_s, &id)) || api_cache_get(a, id, z, &e))
         api_error(r, 404, "no encoded image '%.40s' (unknown, or evicted from the cache)", name);
     else
         decode_answer(a, z, e.label, r);

@@ -14,7 +14,7 @@ CFLAGS="-O1 -g -std=c11 -D_GNU_SOURCE -fno-math-errno -fopenmp -Iinclude -Isrc -
 BLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
 LIBS="-L$BLAS -Wl,-rpath,$BLAS -lopenblas -lpng -ljpeg -lz -lm -fopenmp -lpthread"
 objs=()
-for src in src/*.c src/cpu/*.c cli/api.c cli/json.c; do
+for src in src/*.c src/cpu/*.c cli/api*.c cli/json.c; do
     obj="$COV/obj/$(echo "$src" | tr / _).o"
     [ -f "$obj" ] && [ "$obj" -nt "$src" ] || clang $CFLAGS -c "$src" -o "$obj" 2> /dev/null
     objs+=("$obj")
@@ -41,7 +41,7 @@ for h in fuzz_idx fuzz_cifar fuzz_image fuzz_text fuzz_checkpoint fuzz_npy fuzz_
         fuzz_text) files="src/data_text.c" ;;
         fuzz_checkpoint) files="src/checkpoint.c" ;;
         fuzz_npy) files="src/latent.c" ;;
-        fuzz_api) files="cli/api.c cli/json.c" ;;
+        fuzz_api) files="cli/api.c cli/api_cache.c cli/api_compute.c cli/api_request.c cli/json.c" ;;
     esac
     for f in $files; do
         llvm-cov report "$COV/$h" -instr-profile="$COV/$h.profdata" -show-functions "$f" |

@@ -29,9 +29,9 @@ for src in src/*.c src/cpu/*.c; do
 done
 # glow serve's request handling, for fuzz_api alone.
 api_objs=()
-for src in cli/api.c cli/json.c; do
+for src in cli/api*.c cli/json.c; do
     obj="$OUT/obj/$(echo "$src" | tr / _).o"
-    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ cli/api.h -nt "$obj" ]; then
+    if [ ! -f "$obj" ] || [ "$src" -nt "$obj" ] || [ cli/api.h -nt "$obj" ] || [ cli/api_internal.h -nt "$obj" ]; then
         clang $CFLAGS -c "$src" -o "$obj"
     fi
     api_objs+=("$obj")
