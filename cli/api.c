@@ -37,11 +37,9 @@ void api_close(api *a) {
     for (int i = 0; a->ctx && i < a->cfg.workers; i++) glow_ctx_free(a->ctx[i]);
     free(a->ctx);
     free(a->busy);
-    if (a->ctx) {
-        pthread_mutex_destroy(&a->lock);
-        pthread_cond_destroy(&a->changed);
-        pthread_mutex_destroy(&a->cache_lock);
-    }
+    pthread_mutex_destroy(&a->lock);
+    pthread_cond_destroy(&a->changed);
+    pthread_mutex_destroy(&a->cache_lock);
     free(a->entries);
     free(a->gallery_slot);
     free(a->latents);
@@ -56,6 +54,9 @@ api *api_open(const api_config *cfg) {
     api *a = calloc(1, sizeof *a);
     if (!a) { glow_fail(GLOW_ENOMEM, "out of memory"); return NULL; }
     a->cfg = *cfg;
+    pthread_mutex_init(&a->lock, NULL);
+    pthread_cond_init(&a->changed, NULL);
+    pthread_mutex_init(&a->cache_lock, NULL);
     if (a->cfg.workers < 1) a->cfg.workers = 1;
     if (a->cfg.batch < 1 || a->cfg.batch > API_MAX_BATCH) a->cfg.batch = a->cfg.batch < 1 ? 1 : API_MAX_BATCH;
     if (!(a->m = glow_checkpoint_load(cfg->checkpoint, 1, NULL, &a->state))) goto fail;
@@ -96,9 +97,6 @@ api *api_open(const api_config *cfg) {
     a->ctx = calloc((size_t)a->cfg.workers, sizeof *a->ctx);
     a->busy = calloc((size_t)a->cfg.workers, sizeof *a->busy);
     if (!a->entries || !a->gallery_slot || !a->latents || !a->ctx || !a->busy) goto oom;
-    pthread_mutex_init(&a->lock, NULL);
-    pthread_cond_init(&a->changed, NULL);
-    pthread_mutex_init(&a->cache_lock, NULL);
     /* One compute thread per context: the workers share the cores among requests. */
     for (int i = 0; i < a->cfg.workers; i++)
         if (!(a->ctx[i] = glow_ctx_create(1))) goto oom;
@@ -162,6 +160,15 @@ static void answer_png(api_response *r, const uint8_t *pixels, int h, int w, int
     r->size = size;
 }
 
+/* What POST /api/encode answers. */
+static void answer_encoded(api_response *r, uint64_t id, double bpd, int label) {
+    char s[17];
+    api_format_id(s, id);
+    json_out o = {0};
+    json_printf(&o, "{\"id\": \"%s\", \"bits_per_dim\": %.6f, \"label\": %d}\n", s, bpd, label);
+    answer_json(r, &o);
+}
+
 /* ---- the model's work ------------------------------------------------------------------ */
 
 /* Decode one latent and answer its PNG. */
@@ -174,8 +181,9 @@ static void decode_answer(api *a, const glow_real *z, int label, api_response *r
         api_error(r, 500, "out of memory");
     } else {
         int rc = api_decode(a, z, label, x, error, sizeof error);
-        if (rc != GLOW_OK) api_error(r, 500, "decoding: %s", error);
-        if (rc == GLOW_OK) {
+        if (rc != GLOW_OK) {
+            api_error(r, 500, "decoding: %s", error);
+        } else {
             glow_postprocess(px, x, 1, a->dim, mc->n_bits);
             answer_png(r, px, mc->image_h, mc->image_w, mc->image_c);
         }
@@ -200,14 +208,7 @@ static void encode_answer(api *a, const uint8_t *pixels, int label, int gallery,
     } else {
         api_error(r, 500, "out of memory");
     }
-    if (rc == GLOW_OK) {
-        char id[17];
-        api_format_id(id, api_cache_put(a, z, label, gallery, bpd));
-        json_out o = {0};
-        json_printf(&o, "{\"id\": \"%s\", \"bits_per_dim\": %.6f, \"label\": %d}\n", id, bpd,
-                    label);
-        answer_json(r, &o);
-    }
+    if (rc == GLOW_OK) answer_encoded(r, api_cache_put(a, z, label, gallery, bpd), bpd, label);
     free(x);
     free(z);
 }
@@ -400,12 +401,7 @@ static void route_encode(api *a, const char *query, const char *type, const uint
         entry e;
         uint64_t id = api_cache_find_gallery(a, gi, &e);
         if (id) {
-            char s[17];
-            api_format_id(s, id);
-            json_out o = {0};
-            json_printf(&o, "{\"id\": \"%s\", \"bits_per_dim\": %.6f, \"label\": %d}\n", s, e.bpd,
-                        e.label);
-            answer_json(r, &o);
+            answer_encoded(r, id, e.bpd, e.label);
             return;
         }
         const glow_dataset *gd = &a->gallery;
@@ -426,14 +422,13 @@ static void route_encode(api *a, const char *query, const char *type, const uint
 }
 
 static void route_image(api *a, const char *name, api_response *r) {
-    char id_s[17];
+    char id_s[17] = "";
     uint64_t id;
-    size_t n = strlen(name);
+    if (strlen(name) == 20 && !strcmp(name + 16, ".png")) memcpy(id_s, name, 16); /* "ID.png" */
     glow_real *z = malloc(sizeof(glow_real) * a->dim);
     entry e;
     if (!z) REFUSE(500, "out of memory");
-    if (n != 20 || strcmp(name + 16, ".png") || (memcpy(id_s, name, 16), id_s[16] = 0,
-                                                  api_parse_id(id_s, &id)) || api_cache_get(a, id, z, &e))
+    if (api_parse_id(id_s, &id) || api_cache_get(a, id, z, &e))
         api_error(r, 404, "no encoded image '%.40s' (unknown, or evicted from the cache)", name);
     else
         decode_answer(a, z, e.label, r);

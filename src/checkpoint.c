@@ -212,18 +212,22 @@ static uint8_t *encode_header(size_t *size, const glow_model *m, const glow_opti
     return h;
 }
 
+/* The directory that holds path ("." if none) into dir; returns path's last component,
+ * or NULL if the directory's name does not fit. */
+static const char *split_path(const char *path, char *dir, size_t size) {
+    const char *slash = strrchr(path, '/');
+    size_t len = !slash ? 0 : slash == path ? 1 : (size_t)(slash - path);
+    if (len + 2 > size) return NULL;
+    if (len) memcpy(dir, path, len);
+    else dir[len++] = '.';
+    dir[len] = 0;
+    return slash ? slash + 1 : path;
+}
+
 /* Make the rename durable: fsync the directory that holds path. */
 static int sync_directory(const char *path) {
     char dir[4096];
-    const char *slash = strrchr(path, '/');
-    if (!slash) {
-        strcpy(dir, ".");
-    } else {
-        size_t len = slash == path ? 1 : (size_t)(slash - path);
-        if (len >= sizeof dir) return EINVAL;
-        memcpy(dir, path, len);
-        dir[len] = 0;
-    }
+    if (!split_path(path, dir, sizeof dir)) return EINVAL;
     int fd = open(dir, O_RDONLY | O_DIRECTORY);
     if (fd < 0) return errno;
     int rc = fsync(fd) == 0 || errno == EINVAL ? 0 : errno; /* EINVAL: cannot be synced */
@@ -234,14 +238,11 @@ static int sync_directory(const char *path) {
 /* A save killed before its rename leaves "<path>.tmp.<pid>" behind. Remove those whose
  * process is gone (a live one may be another run saving to the same path right now). */
 static void remove_stale_temps(const char *path) {
-    const char *slash = strrchr(path, '/');
-    const char *base = slash ? slash + 1 : path;
-    size_t dir_len = slash ? (size_t)(slash - path) + 1 : 0, base_len = strlen(base);
-    char dir[4096], stale[4200];
-    if (dir_len + 1 >= sizeof dir) return;
-    memcpy(dir, path, dir_len);
-    dir[dir_len] = 0;
-    DIR *d = opendir(dir_len ? dir : ".");
+    char dir[4096], stale[4400];
+    const char *base = split_path(path, dir, sizeof dir);
+    if (!base) return;
+    size_t base_len = strlen(base);
+    DIR *d = opendir(dir);
     if (!d) return;
     for (struct dirent *e; (e = readdir(d));) {
         const char *name = e->d_name;
@@ -251,7 +252,7 @@ static void remove_stale_temps(const char *path) {
         long pid = strtol(name + base_len + 5, &end, 10);
         if (*end || pid <= 0 || pid == (long)getpid()) continue;
         if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
-        if ((size_t)snprintf(stale, sizeof stale, "%s%s", dir, name) < sizeof stale)
+        if ((size_t)snprintf(stale, sizeof stale, "%s/%s", dir, name) < sizeof stale)
             remove(stale);
     }
     closedir(d);
