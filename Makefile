@@ -23,6 +23,17 @@ BLASLIB := -lopenblas
 endif
 LDLIBS  += $(BLASLIB) -lpng -ljpeg -lz -lm -fopenmp
 
+# MPI (glow train, eval and check under mpirun; docs/DISTRIBUTED.md): on when mpicc is
+# found. Only the command uses it (cli/mpi.c); the library stays free of it.
+MPICC   := $(shell command -v mpicc 2>/dev/null)
+ifneq ($(MPICC),)
+MPI_CFLAGS := -DGLOW_MPI $(shell mpicc --showme:compile 2>/dev/null || mpicc -show | cut -d' ' -f2-)
+MPI_LIBS   := $(shell mpicc --showme:link 2>/dev/null)
+$(info MPI: on ($(MPICC)))
+else
+$(info MPI: off (no mpicc; glow runs as one process))
+endif
+
 SRC     := $(wildcard src/*.c src/cpu/*.c)
 CLI     := $(wildcard cli/*.c)
 TESTS   := $(wildcard tests/*.c)
@@ -32,6 +43,7 @@ PREFIX  ?= /usr/local
 OBJ32   := $(SRC:src/%.c=$(BUILD)/f32/%.o)
 OBJ64   := $(SRC:src/%.c=$(BUILD)/f64/%.o)
 CLIOBJ  := $(CLI:cli/%.c=$(BUILD)/cli/%.o)
+CLIOBJ64 := $(CLI:cli/%.c=$(BUILD)/cli64/%.o)
 TOBJ32  := $(TESTS:tests/%.c=$(BUILD)/t32/%.o)
 TOBJ64  := $(TESTS:tests/%.c=$(BUILD)/t64/%.o)
 SONAME  := libglow.so.$(SOVERSION)
@@ -47,6 +59,9 @@ $(BUILD)/f64/%.o: src/%.c include/glow.h $(wildcard src/*.h src/cpu/*.h)
 $(BUILD)/cli/%.o: cli/%.c include/glow.h $(wildcard cli/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
+$(BUILD)/cli64/%.o: cli/%.c include/glow.h $(wildcard cli/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -DGLOW_REAL=double -c $< -o $@
 $(BUILD)/t32/%.o: tests/%.c include/glow.h $(wildcard tests/*.h) $(wildcard src/*.h src/cpu/*.h)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -c $< -o $@
@@ -60,6 +75,10 @@ $(BUILD)/libglow.a: $(OBJ32)
 	ld -r -o $(BUILD)/libglow_all.o $^
 	objcopy --wildcard --keep-global-symbol='glow_*' $(BUILD)/libglow_all.o
 	rm -f $@ && ar rcs $@ $(BUILD)/libglow_all.o
+$(BUILD)/libglow_f64.a: $(OBJ64)
+	ld -r -o $(BUILD)/libglow_f64_all.o $^
+	objcopy --wildcard --keep-global-symbol='glow_*' $(BUILD)/libglow_f64_all.o
+	rm -f $@ && ar rcs $@ $(BUILD)/libglow_f64_all.o
 $(BUILD)/libglow.so.$(VERSION): $(OBJ32) src/glow.map
 	$(CC) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined -Wl,--version-script=src/glow.map \
 	    $(OBJ32) $(LDLIBS) -o $@
@@ -69,8 +88,13 @@ $(BUILD)/libglow.so: $(BUILD)/libglow.so.$(VERSION)
 
 # glow serve is on libmicrohttpd, and carries its page (web/) inside.
 $(BUILD)/cli/serve.o: web/index.html
+$(BUILD)/cli/mpi.o $(BUILD)/cli64/mpi.o: CFLAGS += $(MPI_CFLAGS)
+$(BUILD)/cli64/serve.o: web/index.html
 glow: $(CLIOBJ) $(BUILD)/libglow.a
-	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) -lmicrohttpd -lpthread -o $@
+	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) $(MPI_LIBS) -lmicrohttpd -lpthread -o $@
+# The command in double precision: the exactness tests of training on many processes.
+$(BUILD)/glow_f64: $(CLIOBJ64) $(BUILD)/libglow_f64.a
+	$(CC) $(CFLAGS) $(CLIOBJ64) $(BUILD)/libglow_f64.a $(LDLIBS) $(MPI_LIBS) -lmicrohttpd -lpthread -o $@
 # The tests reach the internals, so they link the objects themselves.
 $(BUILD)/test_f32: $(TOBJ32) $(OBJ32)
 	$(CC) $(CFLAGS) $(TOBJ32) $(OBJ32) $(LDLIBS) -o $@

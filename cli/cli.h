@@ -39,6 +39,24 @@ typedef struct common_opts {
     int n, batch, raw, threads;
 } common_opts;
 
+/* Many processes (cli/mpi.c): under mpirun, the processes of one job; otherwise rank 0
+ * of 1. cli_mpi_start starts MPI if a launcher started this process. */
+void cli_mpi_start(int *argc, char ***argv);
+void cli_mpi_end(void);
+int cli_rank(void);
+int cli_size(void);
+const glow_comm *cli_comm(void);  /* NULL for one process */
+/* The largest of every process's exit status, so that all stop where one fails (the others
+ * would wait for it); rank 0 says which failed when it did not. */
+int cli_agree(int status);
+/* The largest value and the sum over the processes. */
+double cli_max(double v);
+double cli_sum(double v);
+/* The threads of a process: `threads` if > 0, else its share of the machine's cores. */
+int cli_threads(int threads);
+/* "MPI on, 4 processes", "MPI off (built without mpicc)", ... */
+const char *cli_mpi_info(void);
+
 /* A command's own options: returns 0, or the exit status of a usage error. */
 typedef int (*own_option_fn)(void *ctx, int c, const char *arg);
 /* Parse argv: the shared options into `common` (keep its defaults where not given), the

@@ -13,6 +13,7 @@ const char *cli_command = "";
 
 static void vreport(const char *fmt, va_list ap) {
     fprintf(stderr, "glow%s%s: ", cli_command[0] ? " " : "", cli_command);
+    if (cli_size() > 1) fprintf(stderr, "process %d of %d: ", cli_rank(), cli_size());
     vfprintf(stderr, fmt, ap);
     fputc('\n', stderr);
 }
@@ -26,6 +27,7 @@ int cli_error(const char *fmt, ...) {
 }
 
 int cli_usage_error(const char *fmt, ...) {
+    if (cli_rank() != 0) return EXIT_USAGE; /* every process has the same command line */
     va_list ap;
     va_start(ap, fmt);
     vreport(fmt, ap);
@@ -137,7 +139,8 @@ int check_matmul_option(const char *arg) {
 }
 
 int open_ctx(int threads, const char *matmul, glow_ctx **ctx) {
-    if (!(*ctx = glow_ctx_create(threads))) return cli_error("%s", glow_last_error());
+    if (!(*ctx = glow_ctx_create(cli_threads(threads)))) return cli_error("%s", glow_last_error());
+    glow_ctx_set_comm(*ctx, cli_comm());
     glow_matmul m = matmul && !strcmp(matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
     if (glow_ctx_set_matmul(*ctx, m) == GLOW_OK) return 0;
     return cli_error("--matmul %s: %s", matmul, glow_ctx_error(*ctx));

@@ -48,12 +48,14 @@ int cmd_eval(int argc, char **argv) {
     int rc = parse_command_line(argc, argv, opts, help, &co, own_option, &o);
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
-    glow_model *m;
+    /* Under mpirun, each process evaluates a share of the images (glow_evaluate). */
+    glow_model *m = NULL;
     glow_ctx *ctx;
-    if ((rc = open_model(&co, &m, &ctx))) return rc;
-    glow_dataset ds;
-    if (load_data(&ds, co.data, co.split, o.image_size)) return EXIT_USER;
-    if (check_data_fits(&ds, glow_model_config(m), co.data)) return EXIT_USER;
+    glow_dataset ds = {0};
+    rc = open_model(&co, &m, &ctx);
+    if (!rc) rc = load_data(&ds, co.data, co.split, o.image_size);
+    if (!rc) rc = check_data_fits(&ds, glow_model_config(m), co.data);
+    if ((rc = cli_agree(rc))) return rc;
     int count = co.n && co.n < ds.n ? co.n : ds.n;
     if (count == 0) return cli_error("%s: no images in the %s split", co.data, co.split);
     double *bpd = malloc(sizeof(double) * count), t0 = now_seconds();
@@ -65,7 +67,8 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 0; i < count; i++) var += (bpd[i] - mean) * (bpd[i] - mean);
     double se = count > 1 ? sqrt(var / (count - 1) / count) : 0, dt = now_seconds() - t0;
     if (!isfinite(mean)) return cli_error("%s: bits/dim is not finite on %s", co.checkpoint, co.data);
-    if (o.json)
+    if (cli_rank() != 0) {} /* every process has every figure: rank 0 reports */
+    else if (o.json)
         printf("{\"checkpoint\":\"%s\",\"split\":\"%s\",\"n\":%d,\"bpd\":%.6f,\"bpd_se\":%.6f,"
                "\"weights\":\"%s\",\"seconds\":%.2f}\n", co.checkpoint, co.split, count, mean, se,
                co.raw ? "raw" : "average", dt);

@@ -346,12 +346,16 @@ int cmd_check(int argc, char **argv) {
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
     glow_model *m;
     glow_ctx *ctx;
-    if ((rc = open_model(&co, &m, &ctx))) return rc;
+    inputs in = {0};
+    rc = open_model(&co, &m, &ctx);
+    if (!rc) rc = load_inputs(&in, NULL, 0, co.data, co.split, co.n, glow_model_config(m));
+    if ((rc = cli_agree(rc))) return rc;
     int batch = co.batch;
     const glow_config *cfg = glow_model_config(m);
-    inputs in;
-    if (load_inputs(&in, NULL, 0, co.data, co.split, co.n, cfg)) return EXIT_USER;
     size_t d = glow_model_dim(m);
+    /* Under mpirun, each process checks a share of the images; the figures are combined. */
+    int first = (int)((int64_t)in.n * cli_rank() / cli_size());
+    int end = (int)((int64_t)in.n * (cli_rank() + 1) / cli_size());
     int chunk = batch;
     glow_real *x = malloc(sizeof(glow_real) * chunk * d), *z = malloc(sizeof(glow_real) * chunk * d),
               *x2 = malloc(sizeof(glow_real) * chunk * d);
@@ -360,8 +364,8 @@ int cmd_check(int argc, char **argv) {
     if (!x || !z || !x2 || !ld_f || !ld_i || !px) return cli_error("out of memory");
     double max_err = 0, max_ld = 0, t0 = now_seconds();
     long long bad_images = 0, bad_pixels = 0;
-    for (int s = 0; s < in.n; s += chunk) {
-        int k = in.n - s < chunk ? in.n - s : chunk;
+    for (int s = first; s < end; s += chunk) {
+        int k = end - s < chunk ? end - s : chunk;
         const uint8_t *orig = in.pixels + (size_t)s * d;
         glow_preprocess_center(x, orig, k, d, cfg->n_bits);
         if (encode_images(ctx, m, orig, in.labels + s, k, k, z, ld_f) ||
@@ -383,8 +387,15 @@ int cmd_check(int argc, char **argv) {
             if (!(e <= max_ld) && !isnan(max_ld)) max_ld = e;
         }
     }
-    if (!isfinite(max_err)) printf("some images decode to non-finite values (a scale underflowed)\n");
-    printf("%d images: largest reconstruction error %.3g (a quantisation bin is %.3g); %lld images "
+    if (cli_size() > 1) { /* a NaN counts as the largest (MPI's MAX could drop it) */
+        max_err = cli_max(isnan(max_err) ? INFINITY : max_err);
+        max_ld = cli_max(isnan(max_ld) ? INFINITY : max_ld);
+        bad_images = (long long)cli_sum((double)bad_images);
+        bad_pixels = (long long)cli_sum((double)bad_pixels);
+    }
+    if (cli_rank() == 0 && !isfinite(max_err))
+        printf("some images decode to non-finite values (a scale underflowed)\n");
+    if (cli_rank() == 0) printf("%d images: largest reconstruction error %.3g (a quantisation bin is %.3g); %lld images "
            "(%lld pixels) not returned exactly; largest log-det disagreement %.3g nats (%.1f s)\n",
            in.n, max_err, 1.0 / (1 << cfg->n_bits), bad_images, bad_pixels, max_ld, now_seconds() - t0);
     free(x), free(z), free(x2), free(ld_f), free(ld_i), free(px);

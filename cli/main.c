@@ -30,11 +30,19 @@ static void usage(FILE *f) {
         fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].what);
 }
 
-int main(int argc, char **argv) {
-    glow_tune_environment(argv); /* see glow.h */
+/* The commands that run as many processes under mpirun. */
+static int runs_distributed(const char *name) {
+    return !strcmp(name, "train") || !strcmp(name, "eval") || !strcmp(name, "check");
+}
+
+static int run_command(int argc, char **argv) {
     if (argc < 2) {
         usage(stderr);
         return EXIT_USAGE;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("glow %s (%s; %s)\n", glow_version(), glow_blas_info(), cli_mpi_info());
+        return 0;
     }
     if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         usage(stdout);
@@ -43,9 +51,21 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) {
             cli_command = commands[i].name;
+            if (cli_size() > 1 && !runs_distributed(cli_command))
+                return cli_rank() ? EXIT_USER
+                                  : cli_error("runs as one process: of the commands, only train, "
+                                              "eval and check run under mpirun");
             return commands[i].run(argc - 1, argv + 1);
         }
     fprintf(stderr, "glow: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return EXIT_USAGE;
+}
+
+int main(int argc, char **argv) {
+    glow_tune_environment(argv); /* see glow.h */
+    cli_mpi_start(&argc, &argv);
+    int status = run_command(argc, argv);
+    cli_mpi_end();
+    return status;
 }

@@ -320,6 +320,7 @@ static void on_log(run *r, const glow_train_event *e) {
 
 static void on_event(const glow_train_event *e, void *user) {
     run *r = user;
+    if (cli_rank() != 0) return; /* rank 0 reports for all */
     switch (e->kind) {
     case GLOW_EVENT_LOG: on_log(r, e); break;
     case GLOW_EVENT_SKIP:
@@ -394,35 +395,39 @@ int cmd_train(int argc, char **argv) {
         if ((rc = open_ctx(o.threads, o.matmul, &probe))) return rc;
         glow_ctx_free(probe);
     }
+    /* Every process loads the data (each takes its share of every batch); a process that
+     * cannot stops them all. */
     glow_dataset train = {0}, test = {0};
-    if (load_data(&train, o.data, "train", o.image_size)) return EXIT_USER;
+    rc = load_data(&train, o.data, "train", o.image_size);
     /* An image folder or a single IDX file has one split: evaluate on it. A folder of IDX or
      * CIFAR-10 files has a test split, which must then load. */
     struct stat sb;
     int one_split = train.names != NULL || (stat(o.data, &sb) == 0 && S_ISREG(sb.st_mode));
-    if (!one_split && load_data(&test, o.data, "test", o.image_size)) return EXIT_USER;
-    if (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0)) return EXIT_USER;
+    if (!rc && !one_split) rc = load_data(&test, o.data, "test", o.image_size);
+    if (!rc && cli_rank() == 0 && (make_dirs(o.out, 1) || make_dirs(o.checkpoint, 0))) rc = EXIT_USER;
 
     run r = {.o = &o, .tty = isatty(2), .last_test = NAN};
     snprintf(r.curve_path, sizeof r.curve_path, "%s/curve.png", o.out);
     snprintf(r.samples_dir, sizeof r.samples_dir, "%s/samples", o.out);
     char metrics_path[4200];
     snprintf(metrics_path, sizeof metrics_path, "%s/metrics.jsonl", o.out);
-    if (make_dirs(r.samples_dir, 1)) return EXIT_USER;
+    if (!rc && cli_rank() == 0 && make_dirs(r.samples_dir, 1)) rc = EXIT_USER;
 
     glow_train_options to;
     glow_train_options_default(&to);
     to.batch = o.batch, to.init_batch = o.init_batch, to.optim = o.oc, to.max_skips = o.max_skips;
     to.steps = o.steps, to.log_every = o.log_every, to.eval_every = o.eval_every;
     to.eval_n = o.eval_n, to.sample_every = o.sample_every, to.checkpoint = o.checkpoint;
-    to.save_every = o.save_every, to.save_seconds = o.save_minutes * 60, to.threads = o.threads;
+    to.save_every = o.save_every, to.save_seconds = o.save_minutes * 60;
+    to.threads = cli_threads(o.threads), to.comm = cli_comm();
     to.matmul = o.matmul && !strcmp(o.matmul, "bf16x3") ? GLOW_MATMUL_BF16X3 : GLOW_MATMUL_FP32;
     to.activation_memory = o.store ? SIZE_MAX : (size_t)(o.activation_mib * 1048576);
     to.callback = on_event, to.user = &r;
-    if (!o.resume && access(o.checkpoint, F_OK) == 0)
-        return cli_error("%s exists: continue it with --resume, or choose another --checkpoint "
-                         "(a checkpoint is never overwritten)", o.checkpoint);
-    if (!o.resume) remove(metrics_path); /* a new run's */
+    if (!rc && cli_rank() == 0 && !o.resume && access(o.checkpoint, F_OK) == 0)
+        rc = cli_error("%s exists: continue it with --resume, or choose another --checkpoint "
+                       "(a checkpoint is never overwritten)", o.checkpoint);
+    if ((rc = cli_agree(rc))) return rc;
+    if (!o.resume && cli_rank() == 0) remove(metrics_path); /* a new run's */
     glow_trainer *t = start(&o, &train, one_split ? NULL : &test, &to);
     if (!t) return EXIT_USER;
     const glow_config *cfg = r.cfg = glow_model_config(glow_trainer_model(t));
@@ -431,18 +436,24 @@ int cmd_train(int argc, char **argv) {
         glow_trainer_set_steps(t, (long long)ceil(o.epochs * (train.n / st->batch)));
     if (check_data_fits(&train, cfg, o.data) || (!one_split && check_data_fits(&test, cfg, o.data)))
         return EXIT_USER;
-    if (!(r.metrics = fopen(metrics_path, "a"))) return cli_error("%s: cannot open for writing", metrics_path);
-    if (o.resume) curve_load(&r.cv, metrics_path, st->step, NULL);
+    if (cli_rank() == 0 && !(r.metrics = fopen(metrics_path, "a")))
+        rc = cli_error("%s: cannot open for writing", metrics_path);
+    if ((rc = cli_agree(rc))) return rc;
+    if (o.resume && cli_rank() == 0) curve_load(&r.cv, metrics_path, st->step, NULL);
 
-    fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
-                    "%s prior log std, %zu parameters; batch %d, %d threads, %s\n",
+    char procs[96] = "";
+    if (cli_size() > 1)
+        snprintf(procs, sizeof procs, " (%d per process)", st->batch / cli_size());
+    if (cli_rank() == 0) fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
+                    "%s prior log std, %zu parameters; batch %d%s, %d threads%s; %s; %s\n",
             o.data, train.n, train.h, train.w, train.c, cfg->levels, cfg->depth, cfg->width,
             glow_coupling_name(cfg->coupling), cfg->coupling == GLOW_AFFINE ? " " : "",
             cfg->coupling == GLOW_AFFINE ? glow_affine_scale_name(cfg->affine_scale) : "",
             glow_permutation_name(cfg->permutation), glow_prior_logs_name(cfg->prior_logs),
-            glow_model_n_trainable(glow_trainer_model(t)), st->batch,
-            glow_ctx_threads(glow_trainer_ctx(t)), o.resume ? "resuming" : "fresh start");
-    if (o.resume)
+            glow_model_n_trainable(glow_trainer_model(t)), st->batch, procs,
+            glow_ctx_threads(glow_trainer_ctx(t)), cli_size() > 1 ? " each" : "",
+            cli_mpi_info(), o.resume ? "resuming" : "fresh start");
+    if (o.resume && cli_rank() == 0)
         fprintf(stderr, "glow train: resuming %s at step %lld (epoch %lld)\n", o.checkpoint,
                 (long long)st->step, (long long)st->epoch);
 
@@ -450,18 +461,31 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGUSR1, &sa, NULL); /* what mpirun passes on to every process */
     double t_start = now_seconds();
     int status = 0;
     const char *stop_reason = "done";
     for (;;) {
-        if (stop_requested) { stop_reason = "interrupted"; break; }
-        if (o.minutes > 0 && now_seconds() - t_start > o.minutes * 60) { stop_reason = "time budget"; break; }
+        /* Every process stops at the same step: a signal to any, rank 0's clock, an
+         * output rank 0 could not write. */
+        enum { GO, SIGNALLED, OUT_OF_TIME, OUTPUT_FAILED };
+        int stop = stop_requested ? SIGNALLED : GO;
+        if (cli_rank() == 0 && o.minutes > 0 && now_seconds() - t_start > o.minutes * 60)
+            stop = OUT_OF_TIME;
+        if (r.failure[0]) stop = OUTPUT_FAILED;
+        stop = (int)cli_max(stop);
+        if (stop == SIGNALLED) { stop_reason = "interrupted"; break; }
+        if (stop == OUT_OF_TIME) { stop_reason = "time budget"; break; }
+        if (stop == OUTPUT_FAILED) {
+            status = r.failure[0] ? cli_error("%s", r.failure) : EXIT_USER;
+            stop_reason = "stopped by an error";
+            break;
+        }
         rc = glow_trainer_step(t);
         if (rc == GLOW_DONE) break;
-        if (r.failure[0]) rc = glow_fail(GLOW_EIO, "%s", r.failure);
         if (rc == GLOW_OK) continue;
         if (rc != GLOW_EDIVERGED) {
-            status = cli_error("%s", r.failure[0] ? r.failure : glow_trainer_error(t));
+            status = cli_error("%s", glow_trainer_error(t));
             stop_reason = "stopped by an error";
         } else {
             status = cli_error("stopping: %s; the last good checkpoint %s is intact (try a "
@@ -470,7 +494,7 @@ int cmd_train(int argc, char **argv) {
         }
         break;
     }
-    if (r.tty) fputc('\n', stderr);
+    if (r.tty && cli_rank() == 0) fputc('\n', stderr);
     if (stop_reason) {
         /* After an error (a save that failed, most often) the last checkpoint stands. */
         if (status == 0 && glow_trainer_save(t, NULL) != GLOW_OK)
@@ -478,12 +502,12 @@ int cmd_train(int argc, char **argv) {
         curve_write(&r.cv, r.curve_path);
         char test_s[32];
         format_bpd(test_s, sizeof test_s, r.last_test);
-        fprintf(stderr, "glow train: %s at step %lld; checkpoint %s%s; test %s bits/dim; peak "
+        if (cli_rank() == 0) fprintf(stderr, "glow train: %s at step %lld; checkpoint %s%s; test %s bits/dim; peak "
                 "memory %.0f MiB; %lld steps skipped\n", stop_reason, (long long)st->step,
                 o.checkpoint, status ? " (as of its last save)" : "", test_s, peak_rss_mib(),
                 (long long)st->skipped);
     }
-    fclose(r.metrics);
+    if (r.metrics) fclose(r.metrics);
     glow_trainer_free(t);
     if (!one_split) glow_dataset_free(&test);
     glow_dataset_free(&train);

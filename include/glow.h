@@ -215,6 +215,25 @@ size_t glow_ctx_n_grads(const glow_ctx *ctx);
  * for a program that measures its memory, or reduces gradients across processes. */
 int glow_ctx_reserve_grads(glow_ctx *ctx, const glow_model *m);
 
+/* Many processes (data parallelism, docs/DISTRIBUTED.md). The library does no
+ * communication of its own: the program hands it an allreduce (glow's is MPI_Allreduce).
+ * It combines n values (glow_real if is_real, else double) in place over every process,
+ * which all call it in the same order, and returns when every process has the result; a
+ * failure must end the process (MPI's default error handler does). */
+typedef enum { GLOW_REDUCE_SUM = 0, GLOW_REDUCE_MAX = 1 } glow_reduce_op;
+typedef struct glow_comm {
+    int rank, size;   /* this process, of size (>= 1) */
+    void (*allreduce)(void *data, size_t n, int is_real, glow_reduce_op op, void *user);
+    void *user;
+} glow_comm;
+/* With a comm of size > 1 (NULL: one process): glow_model_init sums its actnorm statistics
+ * over the processes, each passing its share of the images, so that the init equals one
+ * process's over the union; glow_evaluate shares the images out and gathers the figures.
+ * The comm must outlive its use. */
+void glow_ctx_set_comm(glow_ctx *ctx, const glow_comm *comm);
+/* The context's comm: NULL unless one of size > 1 was set. */
+const glow_comm *glow_ctx_comm(const glow_ctx *ctx);
+
 /* ---------------------------------------------------------------- passes ----------- */
 
 /* Data-dependent initialisation of every actnorm from one batch of preprocessed images
@@ -501,7 +520,8 @@ glow_model *glow_checkpoint_load(const char *path, int use_average, glow_optimiz
 /* Bits/dim of images [0, count) of a data set, per image (bpd, count of them), in batches
  * of `batch`: the dequantisation noise of image i is drawn from (seed, i) whatever the
  * batch (glow eval's convention, docs/MODEL.md). Labels are passed where the model is
- * class-conditional. */
+ * class-conditional. With a comm on ctx, each process evaluates its share of the images
+ * and every process gets all the figures. */
 int glow_evaluate(glow_ctx *ctx, const glow_model *m, const glow_dataset *d, int count,
                   int batch, uint64_t seed, double *bpd);
 
@@ -569,6 +589,13 @@ typedef struct glow_train_options {
     size_t activation_memory; /* see glow_ctx_set_activation_memory (default 0) */
     glow_train_callback callback; /* may be NULL */
     void *user;
+    /* Data parallelism (NULL: one process): every process runs the same trainer on the
+     * same data sets with the same options, and takes its batch / size images of every
+     * batch (batch must divide); the gradients, the loss and the statistics are combined
+     * over the processes, a step that is not finite on any process is skipped on all, and
+     * only rank 0 writes checkpoints and draws samples. The results equal one process's up
+     * to the summation order of floats, so a run resumes on any number of processes. */
+    const glow_comm *comm;
 } glow_train_options;
 
 void glow_train_options_default(glow_train_options *o);

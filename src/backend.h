@@ -22,6 +22,7 @@ typedef struct backend {
     int threads;        /* of a parallel region, >= 1 */
     glow_matmul matmul; /* the coupling networks' products on the packed path */
     int packed;         /* 1: use the packed AVX-512 kernels (packed_supported() is 1) */
+    const glow_comm *comm; /* NULL, or the processes the data-dependent init spans */
 } backend;
 /* The calling thread's OpenMP (and so OpenBLAS) thread count set to be->threads; returns
  * the previous count for backend_leave. */
@@ -109,6 +110,11 @@ void channel_sums(double *sums, const real *a, const real *b, size_t rows, int c
 /* sum_a[c] = sum of a[r,c] and sum_ab[c] = sum of a[r,c] * b[r,c], in one pass. */
 void channel_sums2(double *sum_a, double *sum_ab, const real *a, const real *b, size_t rows, int c);
 
+/* glow_preprocess of examples first .. first + batch - 1 of a batch: a process's share of
+ * it gets the noise one process would give those examples. */
+void preprocess_from(real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
+                     uint64_t seed, uint64_t step, uint64_t first);
+
 /* dst[r, 0:n] = src[r, 0:n] with row strides ld_dst, ld_src. */
 void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t rows, int n);
 
@@ -120,8 +126,9 @@ void copy_columns(real *dst, int ld_dst, const real *src, int ld_src, size_t row
 
 /* ---- actnorm: y = (x + b) * exp(3 s) per channel -------------------------------------- */
 #define ACTNORM_SCALE 3.0
-/* b = -mean, s = log(1 / (std + 1e-6)) / 3 over all rows of x (rows, c). */
-void actnorm_init(real *b, real *s, const real *x, size_t rows, int c);
+/* b = -mean, s = log(1 / (std + 1e-6)) / 3 over all rows of x (rows, c), and with a comm
+ * over the rows of every process (the sums are added up before the division). */
+void actnorm_init(real *b, real *s, const real *x, size_t rows, int c, const glow_comm *comm);
 /* y may alias x. logdet (B) += hw * 3 * sum(s) if not NULL. */
 void actnorm_forward(real *y, double *logdet, const real *x, const real *b, const real *s,
                      int batch, size_t hw, int c);

@@ -69,3 +69,9 @@ double glow_blas_gflops(glow_ctx *ctx, int n) {
     backend_leave(saved);
     return rate;
 }
+
+void glow_ctx_set_comm(glow_ctx *ctx, const glow_comm *comm) {
+    ctx->be.comm = comm && comm->size > 1 ? comm : NULL;
+}
+
+const glow_comm *glow_ctx_comm(const glow_ctx *ctx) { return ctx->be.comm; }

@@ -148,7 +148,7 @@ int step_forward(glow_ctx *ctx, const glow_model *m, int li, int k, int batch, i
     step_store *kept = kept_step(ctx, li, k, keep);
     real *input = kept_input(ctx, m, li, k, keep, batch);
     if (input) memcpy(input, ws->cur, sizeof(real) * rows * c);
-    if (init) actnorm_init(p + s->an_b, p + s->an_s, ws->cur, rows, c);
+    if (init) actnorm_init(p + s->an_b, p + s->an_s, ws->cur, rows, c, ctx->be.comm);
     actnorm_forward(ws->cur, ws->logdet, ws->cur, p + s->an_b, p + s->an_s, batch, hw, c);
     if (kept) memcpy(kept->a, ws->cur, sizeof(real) * rows * c);
     int rc = perm_forward(ctx, m, s, ws->tmp, ws->cur, ws->logdet, batch, hw, c);

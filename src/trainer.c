@@ -18,12 +18,15 @@ int glow_evaluate(glow_ctx *ctx, const glow_model *m, const glow_dataset *d, int
     if (conditional && !d->labels)
         return glow_fail(GLOW_EINVAL, "this model is class-conditional: the data set has no labels");
     size_t dim = m->dim;
-    int per = count < batch ? (count > 0 ? count : 1) : batch;
+    /* With many processes, each takes a contiguous share and the shares are summed. */
+    const glow_comm *comm = glow_ctx_comm(ctx);
+    int first = comm ? (int)((int64_t)count * comm->rank / comm->size) : 0;
+    int end = comm ? (int)((int64_t)count * (comm->rank + 1) / comm->size) : count;
+    int per = end - first < batch ? (end - first > 0 ? end - first : 1) : batch;
     real *x = malloc(sizeof(real) * per * dim);
-    if (!x) return glow_fail(GLOW_ENOMEM, "out of memory");
-    int rc = GLOW_OK;
-    for (int start = 0; start < count && rc == GLOW_OK; start += per) {
-        int n = count - start < per ? count - start : per;
+    int rc = x ? GLOW_OK : glow_fail(GLOW_ENOMEM, "out of memory");
+    for (int start = first; start < end && rc == GLOW_OK; start += per) {
+        int n = end - start < per ? end - start : per;
         /* The noise of image i depends only on (seed, i): the same for any batch size. */
         for (int b = 0; b < n; b++)
             glow_preprocess(x + b * dim, d->pixels + (size_t)(start + b) * dim, 1, dim,
@@ -32,6 +35,16 @@ int glow_evaluate(glow_ctx *ctx, const glow_model *m, const glow_dataset *d, int
                                  bpd + start);
     }
     free(x);
+    if (comm) {
+        double failed = rc != GLOW_OK;
+        comm->allreduce(&failed, 1, 0, GLOW_REDUCE_MAX, comm->user);
+        if (rc == GLOW_OK && failed)
+            rc = glow_fail(GLOW_EIO, "evaluating: another process failed (its message says why)");
+        if (rc != GLOW_OK) return rc;
+        for (int i = 0; i < count; i++)
+            if (i < first || i >= end) bpd[i] = 0;
+        comm->allreduce(bpd, (size_t)count, 0, GLOW_REDUCE_SUM, comm->user);
+    }
     return rc;
 }
 
@@ -60,6 +73,8 @@ struct glow_trainer {
     glow_train_options o;
     char checkpoint[4096], best_path[4200];
     const glow_dataset *train, *test;
+    const glow_comm *comm;    /* NULL: one process */
+    int rank, size, share;    /* this process of size; its images of every batch */
     glow_model *m;
     glow_ctx *ctx;
     glow_optimizer opt;
@@ -89,6 +104,23 @@ static double now(void) {
 /* Keep the failure's message in the trainer and pass its status on. */
 static int failed(glow_trainer *t, int rc) {
     if (rc != GLOW_OK) snprintf(t->error, sizeof t->error, "%s", glow_last_error());
+    return rc;
+}
+
+static void reduce(const glow_trainer *t, void *data, size_t n, int is_real, glow_reduce_op op) {
+    if (t->comm) t->comm->allreduce(data, n, is_real, op, t->comm->user);
+}
+
+/* With many processes, a failure on one must stop all of them at the same point (the
+ * others would wait for it in the next allreduce): every process passes its status here,
+ * and all fail if any did. */
+static int agree(glow_trainer *t, int rc) {
+    if (!t->comm) return rc;
+    double who = rc != GLOW_OK ? t->rank + 1 : 0;
+    reduce(t, &who, 1, 0, GLOW_REDUCE_MAX);
+    if (rc == GLOW_OK && who > 0)
+        rc = glow_fail(GLOW_EIO, "process %d of %d failed (its message says why)", (int)who - 1,
+                       t->size);
     return rc;
 }
 
@@ -125,7 +157,12 @@ static int setup(glow_trainer *t, const glow_dataset *train, const glow_dataset 
     if (t->st.batch > train->n)
         return glow_fail(GLOW_EINVAL, "%d training images, fewer than one batch of %d", train->n,
                          t->st.batch);
+    if (t->st.batch % t->size)
+        return glow_fail(GLOW_EINVAL, "batch %d does not divide among %d processes: give a "
+                         "multiple of %d", t->st.batch, t->size, t->size);
+    t->share = t->st.batch / t->size;
     if (!(t->ctx = glow_ctx_create(o->threads))) return GLOW_ENOMEM;
+    glow_ctx_set_comm(t->ctx, t->comm);
     int rc = glow_ctx_set_matmul(t->ctx, o->matmul);
     if (rc != GLOW_OK) return rc;
     glow_ctx_set_activation_memory(t->ctx, o->activation_memory);
@@ -158,6 +195,11 @@ static glow_trainer *new_trainer(const glow_train_options *o, const char *checkp
     }
     if (o) t->o = *o;
     else glow_train_options_default(&t->o);
+    t->size = 1;
+    if (t->o.comm && t->o.comm->size > 1) {
+        t->comm = t->o.comm;
+        t->rank = t->comm->rank, t->size = t->comm->size;
+    }
     if (checkpoint && strlen(checkpoint) >= sizeof t->checkpoint) {
         free(t);
         glow_fail(GLOW_EINVAL, "checkpoint path too long");
@@ -203,14 +245,21 @@ glow_trainer *glow_trainer_create(const glow_config *cfg, const glow_dataset *tr
     t->st.data_seed = c.seed;
     t->st.batch = o->batch;
     if (rc == GLOW_OK) rc = setup(t, train, test, o);
+    int n = o->init_batch < train->n ? o->init_batch : train->n;
+    if (rc == GLOW_OK && n < t->size)
+        rc = glow_fail(GLOW_EINVAL, "init batch %d: fewer images than the %d processes", n, t->size);
+    rc = agree(t, rc);
     if (rc == GLOW_OK) { /* the data-dependent init on the first images of epoch 0's order */
-        int n = o->init_batch < train->n ? o->init_batch : train->n;
-        glow_dataset_gather(t->px, t->labels, train, t->order, n);
-        glow_preprocess(t->x, t->px, n, t->m->dim, c.n_bits, t->st.data_seed, UINT64_MAX);
-        rc = glow_model_init(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, n);
+        int first = (int)((int64_t)n * t->rank / t->size);
+        int share = (int)((int64_t)n * (t->rank + 1) / t->size) - first;
+        glow_dataset_gather(t->px, t->labels, train, t->order + first, share);
+        preprocess_from(t->x, t->px, share, t->m->dim, c.n_bits, t->st.data_seed, UINT64_MAX,
+                        (uint64_t)first);
+        rc = glow_model_init(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, share);
     }
     if (rc == GLOW_OK) rc = glow_optimizer_init(&t->opt, &o->optim, t->m->n_params, t->m->params);
     if (rc == GLOW_OK && t->checkpoint[0]) rc = glow_trainer_save(t, NULL);
+    rc = agree(t, rc);
     if (rc != GLOW_OK) {
         glow_trainer_free(t);
         return NULL;
@@ -237,6 +286,15 @@ glow_trainer *glow_trainer_resume(const char *checkpoint, const glow_dataset *tr
         t->st = st;
         rc = setup(t, train, test, o);
     }
+    rc = agree(t, rc);
+    if (rc == GLOW_OK && t->comm) { /* every process must have read the same file */
+        double v[4] = {glow_model_fingerprint(t->m), (double)st.step};
+        v[2] = -v[0], v[3] = -v[1];
+        reduce(t, v, 4, 0, GLOW_REDUCE_MAX);
+        if (v[0] != -v[2] || v[1] != -v[3])
+            rc = glow_fail(GLOW_EINVAL, "the processes read different versions of %s: give "
+                           "them all the same file (a shared filesystem)", checkpoint);
+    }
     if (rc != GLOW_OK) {
         glow_trainer_free(t);
         return NULL;
@@ -253,6 +311,7 @@ glow_ctx *glow_trainer_ctx(glow_trainer *t) { return t->ctx; }
 int glow_trainer_save(glow_trainer *t, const char *path) {
     if (!path) path = t->checkpoint;
     if (!path[0]) return failed(t, glow_fail(GLOW_EINVAL, "no checkpoint path to save to"));
+    if (t->rank != 0) return GLOW_OK; /* rank 0 writes for all: they hold the same run */
     int rc = glow_checkpoint_save(path, t->m, &t->opt, &t->st);
     if (rc != GLOW_OK) return failed(t, rc);
     if (t->o.callback) {
@@ -363,9 +422,9 @@ static int evaluate_now(glow_trainer *t) {
     if (bpd < t->best_test) {
         t->best_test = bpd;
         e.best = 1;
-        if (t->checkpoint[0] &&
-            (rc = glow_checkpoint_save(t->best_path, t->m, &t->opt, &t->st)) != GLOW_OK)
-            return failed(t, rc);
+        if (t->checkpoint[0] && t->rank == 0)
+            rc = glow_checkpoint_save(t->best_path, t->m, &t->opt, &t->st);
+        if ((rc = agree(t, rc)) != GLOW_OK) return failed(t, rc);
     }
     emit(t, &e);
     t->t_interval = now();
@@ -374,7 +433,7 @@ static int evaluate_now(glow_trainer *t) {
 
 static int sample_now(glow_trainer *t) {
     int n = t->o.n_samples;
-    if (n < 1) return GLOW_OK;
+    if (n < 1 || t->rank != 0) return GLOW_OK;
     int rc = glow_trainer_sample(t, n, t->o.temperature, 0, t->sample_px);
     if (rc != GLOW_OK) return rc;
     glow_train_event e = event(t, GLOW_EVENT_SAMPLE);
@@ -383,6 +442,38 @@ static int sample_now(glow_trainer *t) {
     emit(t, &e);
     t->t_interval = now();
     return GLOW_OK;
+}
+
+/* One step's figures combined over the processes: the means averaged, the extremes
+ * extreme, and the flags (whether any process failed or must skip: then all do) the
+ * largest. Mins go through the MAX reduction negated. */
+enum { STEP_FATAL, STEP_SKIP, STEP_SAVE_DUE, STEP_REDONE, STEP_DRIFT, STEP_MAXES };
+static void combine_stats(glow_trainer *t, glow_step_stats *ss, double *flags, int levels) {
+    if (!t->comm) return;
+    double sum[3 + 2 * GLOW_MAX_LEVELS], *mx = flags;
+    int ns = 0, nm = STEP_MAXES;
+    sum[ns++] = ss->loss, sum[ns++] = ss->bpd, sum[ns++] = ss->class_bits;
+    mx[STEP_REDONE] = ss->recomputed, mx[STEP_DRIFT] = ss->max_rebuild_error;
+    for (int i = 0; i < levels; i++) {
+        glow_level_stats *l = &ss->level[i];
+        sum[ns++] = l->logdet_bpd, sum[ns++] = l->prior_bpd;
+        mx[nm++] = -l->min_coupling_logs, mx[nm++] = l->max_coupling_shift;
+        mx[nm++] = -l->min_actnorm_logs, mx[nm++] = -l->min_invconv_logs;
+        mx[nm++] = -l->min_prior_logs, mx[nm++] = l->max_abs_z, mx[nm++] = l->max_z_score;
+    }
+    reduce(t, sum, (size_t)ns, 0, GLOW_REDUCE_SUM);
+    reduce(t, mx, (size_t)nm, 0, GLOW_REDUCE_MAX);
+    ns = 0, nm = STEP_MAXES;
+    ss->loss = sum[ns++] / t->size, ss->bpd = sum[ns++] / t->size;
+    ss->class_bits = sum[ns++] / t->size;
+    ss->recomputed = mx[STEP_REDONE] > 0, ss->max_rebuild_error = mx[STEP_DRIFT];
+    for (int i = 0; i < levels; i++) {
+        glow_level_stats *l = &ss->level[i];
+        l->logdet_bpd = sum[ns++] / t->size, l->prior_bpd = sum[ns++] / t->size;
+        l->min_coupling_logs = -mx[nm++], l->max_coupling_shift = mx[nm++];
+        l->min_actnorm_logs = -mx[nm++], l->min_invconv_logs = -mx[nm++];
+        l->min_prior_logs = -mx[nm++], l->max_abs_z = mx[nm++], l->max_z_score = mx[nm++];
+    }
 }
 
 int glow_trainer_step(glow_trainer *t) {
@@ -396,26 +487,45 @@ int glow_trainer_step(glow_trainer *t) {
         glow_dataset_shuffle_order(t->order, t->train->n, st->data_seed, (uint64_t)st->epoch);
     }
     double t0 = now();
-    int batch = st->batch;
-    glow_dataset_gather(t->px, t->labels, t->train, t->order + st->batch_in_epoch * batch, batch);
-    glow_preprocess(t->x, t->px, batch, t->m->dim, cfg->n_bits, st->data_seed, (uint64_t)st->step);
+    /* This process's share of the batch, with the noise one process would give it. */
+    int batch = st->batch, share = t->share, first = t->rank * share;
+    glow_dataset_gather(t->px, t->labels, t->train,
+                        t->order + st->batch_in_epoch * batch + first, share);
+    preprocess_from(t->x, t->px, share, t->m->dim, cfg->n_bits, st->data_seed,
+                    (uint64_t)st->step, (uint64_t)first);
     st->batch_in_epoch++;
     /* A step whose loss or gradient is not finite (or whose 1x1 convolution became
      * singular) never reaches the weights: it is skipped and counted. */
     glow_step_stats ss;
     double gnorm = NAN;
     char why[512] = "";
-    int rc = glow_model_train_step(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, batch,
+    int rc = glow_model_train_step(t->ctx, t->m, t->x, t->conditional ? t->labels : NULL, share,
                                    &ss, NULL);
-    if (rc == GLOW_ENOMEM) { /* not the step's numbers: the run cannot go on */
-        st->batch_in_epoch--;
-        return failed(t, rc);
-    }
-    if (rc != GLOW_OK)
+    if (rc != GLOW_OK && rc != GLOW_ENOMEM)
         snprintf(why, sizeof why, "%s", glow_ctx_error(t->ctx));
-    else if (!isfinite(ss.loss))
+    else if (rc == GLOW_OK && !isfinite(ss.loss))
         snprintf(why, sizeof why, "non-finite loss");
-    else if (glow_optimizer_step(&t->opt, t->m->params, glow_ctx_grads(t->ctx), &gnorm) != GLOW_OK)
+    /* Rank 0's clock decides the timed saves, for all. */
+    double flags[STEP_MAXES + 7 * GLOW_MAX_LEVELS] = {
+        [STEP_FATAL] = rc == GLOW_ENOMEM, [STEP_SKIP] = why[0] != 0,
+        [STEP_SAVE_DUE] = t->rank == 0 && now() - t->t_save > o->save_seconds};
+    if (rc != GLOW_OK) memset(&ss, 0, sizeof ss);
+    combine_stats(t, &ss, flags, cfg->levels);
+    if (flags[STEP_FATAL]) { /* not the step's numbers: the run cannot go on */
+        st->batch_in_epoch--;
+        return failed(t, agree(t, rc == GLOW_OK ? GLOW_ENOMEM : rc));
+    }
+    if (flags[STEP_SKIP] && !why[0])
+        snprintf(why, sizeof why, "not finite on another process");
+    if (!why[0] && t->comm) { /* the mean gradient over the processes */
+        real *g = glow_ctx_grads(t->ctx);
+        size_t n = glow_ctx_n_grads(t->ctx);
+        reduce(t, g, n, 1, GLOW_REDUCE_SUM);
+        real scale = (real)(1.0 / t->size);
+        for (size_t i = 0; i < n; i++) g[i] *= scale;
+    }
+    if (!why[0] &&
+        glow_optimizer_step(&t->opt, t->m->params, glow_ctx_grads(t->ctx), &gnorm) != GLOW_OK)
         snprintf(why, sizeof why, "%s", glow_last_error());
     if (why[0]) {
         st->skipped++;
@@ -447,9 +557,8 @@ int glow_trainer_step(glow_trainer *t) {
         if ((rc = evaluate_now(t)) != GLOW_OK) return rc;
     if ((o->sample_every > 0 && st->step % o->sample_every == 0) || last)
         if ((rc = sample_now(t)) != GLOW_OK) return rc;
-    if (t->checkpoint[0] &&
-        (st->step % o->save_every == 0 || now() - t->t_save > o->save_seconds)) {
-        if ((rc = glow_trainer_save(t, NULL)) != GLOW_OK) return rc;
+    if (t->checkpoint[0] && (st->step % o->save_every == 0 || flags[STEP_SAVE_DUE])) {
+        if ((rc = agree(t, glow_trainer_save(t, NULL))) != GLOW_OK) return failed(t, rc);
         t->t_save = now();
     }
     return GLOW_OK;

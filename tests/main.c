@@ -77,7 +77,7 @@ const backend *test_backend(int threads) {
     static backend bes[8];
     if (threads < 1 || threads > 8) threads = 1;
     backend *be = &bes[threads - 1];
-    *be = (backend){threads, GLOW_MATMUL_FP32, packed_default()};
+    *be = (backend){threads, GLOW_MATMUL_FP32, packed_default(), NULL};
     return be;
 }
 

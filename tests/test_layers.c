@@ -69,7 +69,7 @@ TEST(layer_actnorm_init) {
     for (size_t r = 0; r < rows; r++)
         for (int j = 0; j < c; j++)
             x[r * c + j] = (real)(0.5 * j - 1 + (0.3 + j) * glow_rng_normal(key, r * c + j));
-    actnorm_init(b, s, x, rows, c);
+    actnorm_init(b, s, x, rows, c, NULL);
     actnorm_forward(y, NULL, x, b, s, batch, hw, c);
     for (int j = 0; j < c; j++) {
         double mean = 0, var = 0, xm = 0, xv = 0;

@@ -4,13 +4,18 @@
 #include <math.h>
 #include "cpu.h"
 
-void actnorm_init(real *b, real *s, const real *x, size_t rows, int c) {
-    double sum[c], sq[c];
+void actnorm_init(real *b, real *s, const real *x, size_t rows, int c, const glow_comm *comm) {
+    double sums[2 * c + 1], *sum = sums, *sq = sums + c, n = (double)rows;
     channel_sums(sum, x, NULL, rows, c);
     channel_sums(sq, x, x, rows, c);
+    sums[2 * c] = n;
+    if (comm && comm->size > 1) {
+        comm->allreduce(sums, 2 * c + 1, 0, GLOW_REDUCE_SUM, comm->user);
+        n = sums[2 * c];
+    }
     for (int j = 0; j < c; j++) {
-        double mean = sum[j] / rows;
-        double var = sq[j] / rows - mean * mean;
+        double mean = sum[j] / n;
+        double var = sq[j] / n - mean * mean;
         b[j] = (real)-mean;
         s[j] = (real)(log(1.0 / (sqrt(var > 0 ? var : 0) + 1e-6)) / ACTNORM_SCALE);
     }

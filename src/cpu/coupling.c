@@ -383,10 +383,10 @@ static void nn_forward(coupling_acts *a, coupling_nn *nn, const real *z1, nn_sha
                        real *scratch, int init) {
     size_t rows = (size_t)s.batch * s.h * s.w, hw = (size_t)s.h * s.w;
     conv3x3_forward(a->r1, z1, nn->w1, NULL, s.batch, s.h, s.w, s.cin, s.width, scratch);
-    if (init) actnorm_init(nn->an1_b, nn->an1_s, a->r1, rows, s.width);
+    if (init) actnorm_init(nn->an1_b, nn->an1_s, a->r1, rows, s.width, s.be->comm);
     actnorm_relu_forward(a->r1, a->r1, nn->an1_b, nn->an1_s, s.batch, hw, s.width);
     conv1x1_forward(a->r2, a->r1, nn->w2, rows, s.width, s.width);
-    if (init) actnorm_init(nn->an2_b, nn->an2_s, a->r2, rows, s.width);
+    if (init) actnorm_init(nn->an2_b, nn->an2_s, a->r2, rows, s.width, s.be->comm);
     actnorm_relu_forward(a->r2, a->r2, nn->an2_b, nn->an2_s, s.batch, hw, s.width);
     zeroconv_forward(a->h, a->r2, nn->w3, nn->b3, nn->logs3, s.batch, s.h, s.w, s.width, s.cout,
                      scratch);

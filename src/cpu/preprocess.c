@@ -5,13 +5,18 @@
 #include <math.h>
 #include "cpu.h"
 
-CLONED void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
+void glow_preprocess(glow_real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
                      uint64_t seed, uint64_t step) {
+    preprocess_from(x, pixels, batch, dim, n_bits, seed, step, 0);
+}
+
+CLONED void preprocess_from(real *x, const uint8_t *pixels, int batch, size_t dim, int n_bits,
+                            uint64_t seed, uint64_t step, uint64_t first) {
     double n_bins = (double)(1 << n_bits);
     int shift = 8 - n_bits;
     #pragma omp parallel for schedule(static)
     for (int b = 0; b < batch; b++) {
-        uint64_t key = glow_rng_key(seed, 0x646571 /* "deq" */, step, (uint64_t)b);
+        uint64_t key = glow_rng_key(seed, 0x646571 /* "deq" */, step, first + (uint64_t)b);
         for (size_t i = 0; i < dim; i++) {
             size_t j = (size_t)b * dim + i;
             double u = glow_rng_uniform(key, i);
