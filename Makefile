@@ -115,11 +115,14 @@ install: $(BUILD)/libglow.a $(BUILD)/libglow.so glow
 # TEST_ARGS selects tests by name substring, e.g. `make test TEST_ARGS=actnorm`.
 # The Python module's tests and glow serve's (its API over HTTP, the abuse, the page in
 # Chromium), on Debian's python3 and pytest, run when no TEST_ARGS narrow the run.
-test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so
+# With MPI, the tests of training on many processes under mpirun (tests/mpi/) run too.
+MPI_TESTS := $(if $(MPICC),cd tests/mpi && /usr/bin/python3 -m pytest -q)
+test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so $(if $(MPICC),$(BUILD)/glow_f64)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f64 $(TEST_ARGS)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f32 $(TEST_ARGS)
 	$(if $(TEST_ARGS),,cd python && OMP_NUM_THREADS=2 /usr/bin/python3 -m pytest -q tests)
 	$(if $(TEST_ARGS),,cd tests/serve && /usr/bin/python3 -m pytest -q -s)
+	$(if $(TEST_ARGS),,$(MPI_TESTS))
 
 # The libFuzzer harnesses (tests/fuzz/), each run for FUZZ_SECONDS with clang's ASan and
 # UBSan, from seed corpora made from real files.

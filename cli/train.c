@@ -311,6 +311,7 @@ static void on_log(run *r, const glow_train_event *e) {
             "\"skipped\":%lld,\"redone\":%d,\"time_s\":%.1f,", (long long)e->step, e->epoch,
             e->train_bpd, e->max_step_bpd, e->lr, e->img_per_s, e->grad_norm,
             (long long)e->skipped, e->redone, e->seconds);
+    if (cli_size() > 1) fprintf(r->metrics, "\"allreduce_share\":%.4f,", e->comm_share);
     put_number(r->metrics, "max_rebuild_error", e->max_rebuild_error);
     write_levels(r->metrics, e->level, r->cfg->levels);
     fputs("}\n", r->metrics);

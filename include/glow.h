@@ -551,6 +551,8 @@ typedef struct glow_train_event {
     int64_t redone_total;     /* ... since the trainer was created */
     int64_t skipped;          /* steps skipped in the whole run */
     int kept_steps;           /* flow steps whose activations are kept */
+    double comm_share;        /* share of the steps' time in the allreduces, waiting for the
+                                 slowest process included (0 for one process) */
     glow_level_stats level[GLOW_MAX_LEVELS]; /* extremes over the interval; the bits/dim
                                                 shares are the interval's means */
     /* GLOW_EVENT_EVAL: */

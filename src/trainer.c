@@ -89,6 +89,7 @@ struct glow_trainer {
     int n_interval, redone_interval;
     int64_t redone_total, start_step;
     double bpd_sum, max_step_bpd, max_drift, grad_norm;
+    double step_seconds, comm_seconds; /* the steps' time, and their allreduces' */
     glow_level_stats level_interval[GLOW_MAX_LEVELS];
     /* Clocks, in seconds: */
     double t_start, t_interval, t_save, train_seconds;
@@ -404,10 +405,12 @@ static void log_interval(glow_trainer *t, int kept_steps) {
     e.max_rebuild_error = t->max_drift;
     e.redone = t->redone_interval;
     e.kept_steps = kept_steps;
+    e.comm_share = t->step_seconds > 0 ? t->comm_seconds / t->step_seconds : 0;
     memcpy(e.level, t->level_interval, sizeof(glow_level_stats) * levels);
     for (int i = 0; i < levels; i++) e.level[i].logdet_bpd /= n, e.level[i].prior_bpd /= n;
     emit(t, &e);
     t->bpd_sum = 0, t->n_interval = 0, t->redone_interval = 0;
+    t->step_seconds = t->comm_seconds = 0;
     t->t_interval = now();
 }
 
@@ -510,6 +513,7 @@ int glow_trainer_step(glow_trainer *t) {
         [STEP_FATAL] = rc == GLOW_ENOMEM, [STEP_SKIP] = why[0] != 0,
         [STEP_SAVE_DUE] = t->rank == 0 && now() - t->t_save > o->save_seconds};
     if (rc != GLOW_OK) memset(&ss, 0, sizeof ss);
+    double t_comm = now();
     combine_stats(t, &ss, flags, cfg->levels);
     if (flags[STEP_FATAL]) { /* not the step's numbers: the run cannot go on */
         st->batch_in_epoch--;
@@ -524,6 +528,7 @@ int glow_trainer_step(glow_trainer *t) {
         real scale = (real)(1.0 / t->size);
         for (size_t i = 0; i < n; i++) g[i] *= scale;
     }
+    t->comm_seconds += now() - t_comm;
     if (!why[0] &&
         glow_optimizer_step(&t->opt, t->m->params, glow_ctx_grads(t->ctx), &gnorm) != GLOW_OK)
         snprintf(why, sizeof why, "%s", glow_last_error());
@@ -541,6 +546,7 @@ int glow_trainer_step(glow_trainer *t) {
     t->skips_in_row = 0;
     st->step++;
     t->train_seconds += now() - t0;
+    t->step_seconds += now() - t0;
     t->bpd_sum += ss.bpd;
     t->grad_norm = gnorm;
     fold_levels(t->level_interval, ss.level, cfg->levels, t->n_interval == 0);
