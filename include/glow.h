@@ -596,7 +596,9 @@ typedef struct glow_train_options {
      * batch (batch must divide); the gradients, the loss and the statistics are combined
      * over the processes, a step that is not finite on any process is skipped on all, and
      * only rank 0 writes checkpoints and draws samples. The results equal one process's up
-     * to the summation order of floats, so a run resumes on any number of processes. */
+     * to the summation order of floats, so a run resumes on any number of processes.
+     * glow_trainer_create, _resume, _step and _evaluate are then collective: every
+     * process calls them, in the same order. */
     const glow_comm *comm;
 } glow_train_options;
 

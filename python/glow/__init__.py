@@ -100,7 +100,7 @@ class _Event(ctypes.Structure):
                 ("lr", ctypes.c_double), ("max_rebuild_error", ctypes.c_double),
                 ("redone", ctypes.c_int), ("redone_total", ctypes.c_int64),
                 ("skipped", ctypes.c_int64), ("kept_steps", ctypes.c_int),
-                ("level", _LevelStats * _MAX_LEVELS), ("test_bpd", ctypes.c_double),
+                ("comm_share", ctypes.c_double), ("level", _LevelStats * _MAX_LEVELS), ("test_bpd", ctypes.c_double),
                 ("test_n", ctypes.c_int), ("best", ctypes.c_int),
                 ("samples", ctypes.c_void_p), ("n_samples", ctypes.c_int),
                 ("message", ctypes.c_char_p), ("path", ctypes.c_char_p)]
@@ -118,7 +118,7 @@ class _TrainOptions(ctypes.Structure):
                 ("save_every", ctypes.c_int), ("save_seconds", ctypes.c_double),
                 ("threads", ctypes.c_int), ("matmul", ctypes.c_int),
                 ("activation_memory", ctypes.c_size_t), ("callback", _Callback),
-                ("user", ctypes.c_void_p)]
+                ("user", ctypes.c_void_p), ("comm", ctypes.c_void_p)]
 
 
 class _TrainState(ctypes.Structure):
