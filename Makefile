@@ -92,6 +92,9 @@ $(BUILD)/cli/mpi.o $(BUILD)/cli64/mpi.o: CFLAGS += $(MPI_CFLAGS)
 $(BUILD)/cli64/serve.o: web/index.html
 glow: $(CLIOBJ) $(BUILD)/libglow.a
 	$(CC) $(CFLAGS) $(CLIOBJ) $(BUILD)/libglow.a $(LDLIBS) $(MPI_LIBS) -lmicrohttpd -lpthread -o $@
+# A library program on MPI: a step not finite on one process is skipped on all (tests/mpi).
+$(BUILD)/test_mpi_skip: tests/mpi/skip_one.c $(BUILD)/libglow.a
+	$(CC) $(CFLAGS) $(MPI_CFLAGS) $< $(BUILD)/libglow.a $(LDLIBS) $(MPI_LIBS) -o $@
 # The command in double precision: the exactness tests of training on many processes.
 $(BUILD)/glow_f64: $(CLIOBJ64) $(BUILD)/libglow_f64.a
 	$(CC) $(CFLAGS) $(CLIOBJ64) $(BUILD)/libglow_f64.a $(LDLIBS) $(MPI_LIBS) -lmicrohttpd -lpthread -o $@
@@ -117,7 +120,7 @@ install: $(BUILD)/libglow.a $(BUILD)/libglow.so glow
 # Chromium), on Debian's python3 and pytest, run when no TEST_ARGS narrow the run.
 # With MPI, the tests of training on many processes under mpirun (tests/mpi/) run too.
 MPI_TESTS := $(if $(MPICC),cd tests/mpi && /usr/bin/python3 -m pytest -q)
-test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so $(if $(MPICC),$(BUILD)/glow_f64)
+test: glow $(BUILD)/test_f32 $(BUILD)/test_f64 $(BUILD)/libglow.so $(if $(MPICC),$(BUILD)/glow_f64 $(BUILD)/test_mpi_skip)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f64 $(TEST_ARGS)
 	OMP_NUM_THREADS=2 ./$(BUILD)/test_f32 $(TEST_ARGS)
 	$(if $(TEST_ARGS),,cd python && OMP_NUM_THREADS=2 /usr/bin/python3 -m pytest -q tests)

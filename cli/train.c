@@ -442,18 +442,19 @@ int cmd_train(int argc, char **argv) {
     if ((rc = cli_agree(rc))) return rc;
     if (o.resume && cli_rank() == 0) curve_load(&r.cv, metrics_path, st->step, NULL);
 
-    char procs[96] = "";
-    if (cli_size() > 1)
+    char procs[96] = "", spread[128] = "";
+    if (cli_size() > 1) {
         snprintf(procs, sizeof procs, " (%d per process)", st->batch / cli_size());
+        snprintf(spread, sizeof spread, " each; %s", cli_mpi_info());
+    }
     if (cli_rank() == 0) fprintf(stderr, "glow train: %s, %d images %dx%dx%d; model L=%d K=%d width %d %s%s%s %s, "
-                    "%s prior log std, %zu parameters; batch %d%s, %d threads%s; %s; %s\n",
+                    "%s prior log std, %zu parameters; batch %d%s, %d threads%s; %s\n",
             o.data, train.n, train.h, train.w, train.c, cfg->levels, cfg->depth, cfg->width,
             glow_coupling_name(cfg->coupling), cfg->coupling == GLOW_AFFINE ? " " : "",
             cfg->coupling == GLOW_AFFINE ? glow_affine_scale_name(cfg->affine_scale) : "",
             glow_permutation_name(cfg->permutation), glow_prior_logs_name(cfg->prior_logs),
             glow_model_n_trainable(glow_trainer_model(t)), st->batch, procs,
-            glow_ctx_threads(glow_trainer_ctx(t)), cli_size() > 1 ? " each" : "",
-            cli_mpi_info(), o.resume ? "resuming" : "fresh start");
+            glow_ctx_threads(glow_trainer_ctx(t)), spread, o.resume ? "resuming" : "fresh start");
     if (o.resume && cli_rank() == 0)
         fprintf(stderr, "glow train: resuming %s at step %lld (epoch %lld)\n", o.checkpoint,
                 (long long)st->step, (long long)st->epoch);

@@ -99,6 +99,13 @@ def test_eval_and_check_give_one_process_figures(tmp_path):
     assert figures[0] == figures[1] and "300 images" in figures[0], figures
 
 
+def test_step_not_finite_on_one_process_is_skipped_on_all():
+    """tests/mpi/skip_one.c: process 1 alone gets a NaN weight for one step."""
+    r = subprocess.run(MPIRUN + ["-np", "2", os.path.join(ROOT, "build", "test_mpi_skip")],
+                       capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
 def test_batch_that_does_not_divide_is_refused(tmp_path):
     r = launch(2, ["train", *MODEL, "--batch", "15", "--steps", "5", "--out", str(tmp_path)])
     assert r.returncode == 1
@@ -168,3 +175,24 @@ def test_killed_process_ends_the_job_and_the_checkpoint_resumes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert read_checkpoint(str(ck))["state"]["step"] == step + 5
     assert not [p for p in os.listdir(out) if ".tmp." in p]  # a killed save's is cleared
+
+
+def test_sigusr1_to_mpirun_stops_every_process_after_the_same_step(tmp_path):
+    """mpirun passes SIGUSR1 on; the processes agree on the step and rank 0 saves it."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(MPIRUN + ["-np", "2", GLOW["float"], "train", *MODEL, "--steps",
+                                      "1000000", "--save-every", "100000", "--out", str(out)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (out / "metrics.jsonl").exists():
+            time.sleep(0.2)
+        time.sleep(1)
+        proc.send_signal(signal.SIGUSR1)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    m = re.search(r"interrupted at step (\d+)", err)
+    assert m and read_checkpoint(str(out / "checkpoint.glow"))["state"]["step"] == int(m.group(1)) > 0
