@@ -18,6 +18,12 @@ static const bench_config configs[] = {
     {"fmnist", 1, 32, 32, 3, 8, 128, 64},
     {"cifar-paper", 3, 32, 32, 3, 32, 512, 64},
     {"celeba64", 3, 64, 64, 4, 16, 256, 16},
+    /* Sampling latency against image size, one image at a time: K=32, width 512 and one
+     * level per doubling, up to the paper's 256x256 face model (L=6). */
+    {"face32", 3, 32, 32, 3, 32, 512, 1},
+    {"face64", 3, 64, 64, 4, 32, 512, 1},
+    {"face128", 3, 128, 128, 5, 32, 512, 1},
+    {"face256", 3, 256, 256, 6, 32, 512, 1},
 };
 
 static const char *help =
@@ -25,12 +31,14 @@ static const char *help =
     "Images/s of train (forward + backward + Adam), encode and sample (T=0.7), convolution\n"
     "GFLOP/s (train counts 3x the forward FLOPs), peak RSS; medians over repeats.\n\n"
     "  --config NAME[,NAME]  fmnist (1x32x32 L3 K8 w128 b64), cifar-paper (3x32x32 L3 K32\n"
-    "                        w512 b64), celeba64 (3x64x64 L4 K16 w256 b16) (default: all)\n"
+    "                        w512 b64), celeba64 (3x64x64 L4 K16 w256 b16) (default: these\n"
+    "                        three); face32, face64, face128, face256 (3xNxN, L = 3..6, K32\n"
+    "                        w512, b1: latency per image, e.g. --phases sample)\n"
     "  --phases P[,P]        train, encode, sample (default: all)\n"
     "  --repeats N           timed repeats per phase (default 5)\n"
     "  --store-activations   keep activations instead of rebuilding them\n"
     "  --activation-memory MiB  keep the activations of as many flow steps as fit in MiB\n"
-    "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32 for 28x28x1,\n"
+    "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32, 64 for 28x28x1,\n"
     "                        L=2, width 128, batch 64 (in both memory modes)\n"
     "  --json                one JSON object per line on stdout\n"
     "  --threads T           threads (default: all cores)\n"
@@ -283,7 +291,7 @@ int cmd_bench(int argc, char **argv) {
                         "the model's own state (weights, gradients, Adam moments, average)\n");
         fprintf(stderr, "%-8s %-6s %12s %12s %10s\n", "mode", "K", "peak MiB", "+step MiB", "img/s");
         for (int mode = 0; mode < 2; mode++)
-            for (int k = 4; k <= 32; k *= 2) {
+            for (int k = 4; k <= 64; k *= 2) {
                 glow_config cfg;
                 glow_config_default(&cfg); /* 28x28x1, L=2, width 128 */
                 cfg.depth = k;
@@ -303,15 +311,17 @@ int cmd_bench(int argc, char **argv) {
         return 0;
     }
 
-    fprintf(stderr, "%-12s %-7s %10s %10s %8s %10s\n", "config", "phase", "img/s", "GFLOP/s",
-            "of peak", "peak MiB");
+    fprintf(stderr, "%-12s %-7s %10s %10s %10s %8s %10s\n", "config", "phase", "img/s", "ms/img",
+            "GFLOP/s", "of peak", "peak MiB");
     char list[256];
     snprintf(list, sizeof list, "%s", config_list);
     for (char *s1, *name = strtok_r(list, ",", &s1); name; name = strtok_r(NULL, ",", &s1)) {
         const bench_config *b = NULL;
         for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
             if (!strcmp(configs[i].name, name)) b = &configs[i];
-        if (!b) return cli_usage_error("--config '%s': expected fmnist, cifar-paper or celeba64", name);
+        if (!b)
+            return cli_usage_error("--config '%s': expected fmnist, cifar-paper, celeba64, face32, "
+                                   "face64, face128 or face256", name);
         glow_config cfg = config_of(b);
         char plist[128];
         snprintf(plist, sizeof plist, "%s", phases);
@@ -322,13 +332,13 @@ int cmd_bench(int argc, char **argv) {
             if (!r.ok) return cli_error("%s %s failed", b->name, ph);
             if (json)
                 printf("{\"config\":\"%s\",\"phase\":\"%s\",\"batch\":%d,\"img_per_s\":%.3f,"
-                       "\"gflops\":%.2f,\"blas_peak_gflops\":%.1f,\"peak_rss_mib\":%.1f,\"threads\":%d,"
+                       "\"ms_per_image\":%.2f,\"gflops\":%.2f,\"blas_peak_gflops\":%.1f,\"peak_rss_mib\":%.1f,\"threads\":%d,"
                        "\"store_activations\":%d,\"activation_memory_mib\":%g,\"kept_steps\":%d,"
                        "\"recomputed\":%d,\"matmul\":\"%s\"}\n", b->name, ph, b->batch, r.img_per_s,
-                       r.gflops, peak, r.peak_rss_mib, glow_ctx_threads(settings), store, o.activation_mib,
+                       1000 / r.img_per_s, r.gflops, peak, r.peak_rss_mib, glow_ctx_threads(settings), store, o.activation_mib,
                        r.kept_steps, r.recomputed, matmul);
-            fprintf(stderr, "%-12s %-7s %10.2f %10.1f %7.0f%% %10.0f", b->name, ph, r.img_per_s,
-                    r.gflops, 100 * r.gflops / peak, r.peak_rss_mib);
+            fprintf(stderr, "%-12s %-7s %10.2f %10.1f %10.1f %7.0f%% %10.0f", b->name, ph,
+                    r.img_per_s, 1000 / r.img_per_s, r.gflops, 100 * r.gflops / peak, r.peak_rss_mib);
             if (!strcmp(ph, "train") && memory)
                 fprintf(stderr, "  (activations of %d of %d flow steps kept)", r.kept_steps,
                         cfg.levels * cfg.depth);
