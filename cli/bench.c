@@ -39,7 +39,9 @@ static const char *help =
     "  --store-activations   keep activations instead of rebuilding them\n"
     "  --activation-memory MiB  keep the activations of as many flow steps as fit in MiB\n"
     "  --mem-sweep           peak RSS of one training step at K = 4, 8, 16, 32, 64 for 28x28x1,\n"
-    "                        L=2, width 128, batch 64 (in both memory modes)\n"
+    "                        L=2, width 128, batch 64 (in both memory modes); with --config\n"
+    "                        NAME, for that configuration's shape and batch (--config fmnist:\n"
+    "                        the PyTorch reference's torch_bench.py --mem-sweep model)\n"
     "  --json                one JSON object per line on stdout\n"
     "  --threads T           threads (default: all cores)\n"
     "  --matmul fp32|bf16x3  the networks' matrix products in float, or on AMX (bf16x3: about\n"
@@ -228,6 +230,15 @@ static void cpu_name(char *buf, size_t size) {
     if (f) fclose(f);
 }
 
+static const char default_configs[] = "fmnist,cifar-paper,celeba64",
+                  config_names[] = "fmnist, cifar-paper, celeba64, face32, face64, face128, face256";
+
+static const bench_config *find_config(const char *name) {
+    for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
+        if (!strcmp(configs[i].name, name)) return &configs[i];
+    return NULL;
+}
+
 static glow_config config_of(const bench_config *b) {
     glow_config cfg;
     glow_config_default(&cfg);
@@ -265,7 +276,7 @@ int cmd_bench(int argc, char **argv) {
         {"activation-memory", 1, 0, O_ACT_MEMORY},
         {"mem-sweep", 0, 0, O_MEM_SWEEP}, {"json", 0, 0, O_JSON}, {0, 0, 0, 0}};
     common_opts co = {0};
-    bench_opts o = {.configs = "fmnist,cifar-paper,celeba64", .phases = "train,encode,sample", .repeats = 5};
+    bench_opts o = {.configs = default_configs, .phases = "train,encode,sample", .repeats = 5};
     int rc = parse_command_line(argc, argv, opts, help, &co, own_option, &o);
     if (rc) return rc < 0 ? 0 : rc;
     if (optind < argc) return cli_usage_error("unexpected argument '%s'", argv[optind]);
@@ -287,15 +298,23 @@ int cmd_bench(int argc, char **argv) {
     fprintf(stderr, "BLAS GEMM 2048x2048x2048: %.1f GFLOP/s (best of 7): the peak below\n", peak);
 
     if (sweep) {
-        fprintf(stderr, "peak RSS of training steps for 28x28x1, L=2, width 128, batch 64; +step: above\n"
-                        "the model's own state (weights, gradients, Adam moments, average)\n");
+        glow_config base;
+        glow_config_default(&base); /* 28x28x1, L=2, width 128 */
+        int batch = 64;
+        if (config_list != default_configs) {
+            const bench_config *b = find_config(config_list);
+            if (!b) return cli_usage_error("--config '%s': give one of %s", config_list, config_names);
+            base = config_of(b), batch = b->batch;
+        }
+        fprintf(stderr, "peak RSS of training steps for %dx%dx%d, L=%d, width %d, batch %d; +step: "
+                "above\nthe model's own state (weights, gradients, Adam moments, average)\n",
+                base.image_h, base.image_w, base.image_c, base.levels, base.width, batch);
         fprintf(stderr, "%-8s %-6s %12s %12s %10s\n", "mode", "K", "peak MiB", "+step MiB", "img/s");
         for (int mode = 0; mode < 2; mode++)
             for (int k = 4; k <= 64; k *= 2) {
-                glow_config cfg;
-                glow_config_default(&cfg); /* 28x28x1, L=2, width 128 */
+                glow_config cfg = base;
                 cfg.depth = k;
-                result r = run_isolated(&cfg, 64, "train", 2, mode ? SIZE_MAX : 0, settings);
+                result r = run_isolated(&cfg, batch, "train", 2, mode ? SIZE_MAX : 0, settings);
                 const char *name = mode ? "stored" : "rebuilt";
                 if (!r.ok) return cli_error("mem-sweep K=%d failed", k);
                 if (json)
@@ -316,12 +335,8 @@ int cmd_bench(int argc, char **argv) {
     char list[256];
     snprintf(list, sizeof list, "%s", config_list);
     for (char *s1, *name = strtok_r(list, ",", &s1); name; name = strtok_r(NULL, ",", &s1)) {
-        const bench_config *b = NULL;
-        for (size_t i = 0; i < sizeof configs / sizeof configs[0]; i++)
-            if (!strcmp(configs[i].name, name)) b = &configs[i];
-        if (!b)
-            return cli_usage_error("--config '%s': expected fmnist, cifar-paper, celeba64, face32, "
-                                   "face64, face128 or face256", name);
+        const bench_config *b = find_config(name);
+        if (!b) return cli_usage_error("--config '%s': expected one of %s", name, config_names);
         glow_config cfg = config_of(b);
         char plist[128];
         snprintf(plist, sizeof plist, "%s", phases);

@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
 # Reruns what docs/RESULTS.md shows: the paper's findings checked on Fashion-MNIST.
 #
-#   scripts/reproduce.sh [PART...]      parts: ablation (default: all parts)
+#   scripts/reproduce.sh [PART...]      parts: ablation, temperature, memory, latent, speed
+#                                       (default: all, in that order)
 #
 # Every run is resumable: a part that is done is skipped, and a run that was stopped
 # (Ctrl-C, the end of a session) continues exactly from its last checkpoint when the script
 # is run again. Outputs go to $OUT (default runs/reproduce); GLOW names the binary (default
 # ./glow; point it at a copy so that a rebuild during a long run does not change it).
-# Time on this machine's 2 cores: the ablation, 8 runs of 3,000 steps, about 11 minutes each.
+# The pictures go to docs/figures/results/, the tables to $OUT/*.md (docs/RESULTS.md shows
+# both). Time on this machine's 2 cores: the ablation, 8 runs of 3,000 steps, about 10
+# minutes each; temperature 2 minutes; memory (with the PyTorch reference) about 10 minutes;
+# latent 2 minutes; speed about 10 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}
 GLOW=${GLOW:-./glow}
 STEPS=${STEPS:-3000}
 [ -x "$GLOW" ] || make -j2 glow
+make -s -j2 build/libglow.so build/test_f32 # the Python module's library; the latent check
+FIG=docs/figures/results
+mkdir -p "$OUT" "$FIG"
+PY=/usr/bin/python3
 
 # One training run to $STEPS steps in DIR with OPTIONS, resumed if it was started, then its
 # exact test bits/dim on all 10,000 test images (DIR/eval.json).
@@ -43,11 +51,66 @@ ablation() {
     done
 }
 
+# The ablation's pictures (test bits/dim curves, one per coupling) and table.
+ablation_figures() {
+    for coupling in additive affine; do
+        local args=()
+        for perm in reverse shuffle invconv invconv-lu; do
+            args+=("$OUT/ablation/$coupling-$perm-seed1=$perm")
+        done
+        "$GLOW" plot "${args[@]}" --title "$coupling coupling: test bits/dim (2,000 images)" \
+            --out "$FIG/ablation_$coupling.png"
+    done
+    $PY tools/results.py ablation "$OUT/ablation" | tee "$OUT/ablation.md"
+}
+
+best_checkpoint() { echo "$($PY tools/results.py best "$OUT/ablation")/checkpoint.glow"; }
+
+# 2. Samples of the best model at eight temperatures, and the bits/dim of its own samples.
+temperature() {
+    local ck
+    ck=$(best_checkpoint)
+    "$GLOW" sample --checkpoint "$ck" --temperature 0,0.25,0.5,0.6,0.7,0.8,0.9,1.0 --n 10 \
+        --out "$FIG/temperatures.png"
+    $PY tools/results.py temperature "$ck" "$OUT/temperature.md"
+}
+
+# 3. Peak training memory against depth: ours in both modes, the PyTorch reference's.
+memory() {
+    [ -f "$OUT/memory_glow.jsonl" ] || "$GLOW" bench --mem-sweep --config fmnist --json \
+        >"$OUT/memory_glow.jsonl"
+    [ -f "$OUT/memory_torch.jsonl" ] || $PY ../shared/reference/torch_bench.py --mem-sweep \
+        --sweep-K 4,8,16,32,64 >"$OUT/memory_torch.jsonl"
+    $PY tools/results.py memory "$OUT/memory_glow.jsonl" "$OUT/memory_torch.jsonl" \
+        "$FIG/memory.png" | tee "$OUT/memory.md"
+}
+
+# 4. Latent space of the best model: the manipulation table, 3 strips, 3 interpolations.
+latent() {
+    local ck
+    ck=$(best_checkpoint)
+    scripts/latent_figures.sh "$ck" "$OUT/latent"
+    cp "$OUT/latent/"{boot_to_sneaker,pullover_to_coat,trouser_to_dress}.png "$FIG/"
+    # Test images 0-5: ankle boot, pullover, trouser, trouser, shirt, trouser.
+    "$GLOW" interpolate 0 1 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_boot_pullover.png"
+    "$GLOW" interpolate 2 4 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_trouser_shirt.png"
+    "$GLOW" interpolate 1 4 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_pullover_shirt.png"
+}
+
+# 5. Sampling latency per image against image size (random weights: speed only).
+speed() {
+    "$GLOW" bench --config face32,face64,face128,face256 --phases sample --repeats 3 --json \
+        >"$OUT/speed.jsonl"
+    $PY tools/results.py speed "$OUT/speed.jsonl" | tee "$OUT/speed.md"
+}
+
 parts=("$@")
-[ ${#parts[@]} -gt 0 ] || parts=(ablation)
+[ ${#parts[@]} -gt 0 ] || parts=(ablation temperature memory latent speed)
 for p in "${parts[@]}"; do
     case $p in
-    ablation) ablation ;;
-    *) echo "reproduce.sh: unknown part '$p' (ablation)" >&2; exit 2 ;;
+    ablation) ablation; ablation_figures ;;
+    temperature | memory | latent | speed) "$p" ;;
+    *) echo "reproduce.sh: unknown part '$p' (ablation, temperature, memory, latent, speed)" >&2
+       exit 2 ;;
     esac
 done

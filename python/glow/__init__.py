@@ -23,7 +23,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["Model", "Trainer", "GlowError", "load_dataset", "version"]
+__all__ = ["Model", "Trainer", "GlowError", "load_dataset", "plot", "version"]
 
 
 class GlowError(RuntimeError):
@@ -175,6 +175,8 @@ _trainer_evaluate = _declare("glow_trainer_evaluate", ctypes.c_int, _p, ctypes.c
 _trainer_model = _declare("glow_trainer_model", _p, _p)
 _trainer_state = _declare("glow_trainer_state", _ptr(_TrainState), _p)
 _trainer_error = _declare("glow_trainer_error", ctypes.c_char_p, _p)
+_plot_write = _declare("glow_plot_write", ctypes.c_int, ctypes.c_char_p, ctypes.c_char_p, _p,
+                       _p, _p, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
 
 _ENUMS = {
     "coupling": {"additive": 0, "affine": 1},
@@ -187,6 +189,25 @@ _ENUMS = {
 def version():
     """The library's version string."""
     return _version().decode()
+
+
+def plot(path, series, x=None, title="", width=800, height=480):
+    """A line plot as a PNG (glow_plot_write: axes, ticks, legend; NaN points skipped).
+    series: {label: values}, all of one length; x: their abscissae (default 0, 1, ...)."""
+    labels = list(series)
+    ys = [np.ascontiguousarray(series[k], dtype=np.float64) for k in labels]
+    n = len(ys[0]) if ys else 0
+    if not ys or any(len(y) != n for y in ys):
+        raise ValueError("plot: give one or more series of the same length")
+    xs = None if x is None else np.ascontiguousarray(x, dtype=np.float64)
+    if xs is not None and len(xs) != n:
+        raise ValueError("plot: x and the series differ in length")
+    y_ptrs = (ctypes.c_void_p * len(ys))(*[y.ctypes.data for y in ys])
+    names = (ctypes.c_char_p * len(ys))(*[str(k).encode() for k in labels])
+    rc = _plot_write(str(path).encode(), title.encode(), None if xs is None else xs.ctypes.data,
+                     ctypes.cast(y_ptrs, _p), ctypes.cast(names, _p), len(ys), n, width, height)
+    if rc != _GLOW_OK:
+        raise GlowError(_last_error().decode())
 
 
 def _error(message=None):

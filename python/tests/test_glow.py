@@ -108,3 +108,15 @@ def test_bad_input(trained):
         glow.Model.load("/nonexistent.glow")
     with pytest.raises(ValueError, match="coupling"):
         glow.Trainer(np.zeros((64, 8, 8, 1), dtype=np.uint8), coupling="cubic")
+
+
+def test_plot_writes_a_png(tmp_path):
+    path = tmp_path / "p.png"
+    glow.plot(path, {"a": [1.0, 2.0, 3.0], "b": [3.0, float("nan"), 1.0]}, x=[4, 8, 16],
+              title="memory")
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 1000
+    with pytest.raises(ValueError):
+        glow.plot(path, {"a": [1.0], "b": [1.0, 2.0]})
+    with pytest.raises(glow.GlowError):
+        glow.plot(path, {"a": [1.0, 2.0]}, width=10)

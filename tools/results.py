@@ -1,0 +1,120 @@
+#!/usr/bin/env python3
+"""The tables and plots of docs/RESULTS.md from the outputs of scripts/reproduce.sh.
+
+    results.py ablation RUNS_DIR          markdown table of the runs' eval.json; prints the best run
+    results.py best RUNS_DIR              the best run's folder (lowest test bits/dim)
+    results.py temperature CKPT OUT.md    bits/dim of the model's own samples at each temperature
+    results.py memory GLOW.jsonl TORCH.jsonl OUT.png   peak training memory against depth
+    results.py speed BENCH.jsonl          sampling latency per image against image size
+
+Uses the Python module (python/glow) over build/libglow.so, and NumPy.
+"""
+import json
+import math
+import os
+import sys
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+sys.path.insert(0, os.path.join(ROOT, "python"))
+import glow  # noqa: E402
+
+PERMUTATIONS = ["reverse", "shuffle", "invconv", "invconv-lu"]
+TEMPERATURES = [0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+
+
+def runs(folder):
+    """{(coupling, permutation, seed): eval dict} of the finished runs."""
+    out = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name, "eval.json")
+        if not os.path.exists(path):
+            continue
+        coupling, rest = name.split("-", 1)
+        perm, seed = rest.rsplit("-seed", 1)
+        with open(path) as f:
+            out[(coupling, perm, int(seed))] = dict(json.load(f), dir=os.path.join(folder, name))
+    return out
+
+
+def ablation(folder):
+    r = runs(folder)
+    seeds = sorted({s for _, _, s in r})
+    print("| coupling | " + " | ".join(PERMUTATIONS) + " |")
+    print("|---|" + "---|" * len(PERMUTATIONS))
+    for coupling in ("additive", "affine"):
+        cells = []
+        for perm in PERMUTATIONS:
+            got = [r[(coupling, perm, s)] for s in seeds if (coupling, perm, s) in r]
+            if not got:
+                cells.append("-")
+            elif len(got) == 1:
+                cells.append(f"{got[0]['bpd']:.4f} +- {got[0]['bpd_se']:.4f}")
+            else:  # the mean over seeds, and the spread between them
+                m = sum(g["bpd"] for g in got) / len(got)
+                sd = math.sqrt(sum((g["bpd"] - m) ** 2 for g in got) / (len(got) - 1))
+                cells.append(f"{m:.4f} (sd {sd:.4f} over {len(got)} seeds)")
+        print(f"| {coupling} | " + " | ".join(cells) + " |")
+
+
+def best(folder):
+    r = runs(folder)
+    print(min(r.values(), key=lambda e: e["bpd"])["dir"])
+
+
+def temperature(ckpt, out):
+    """n samples at each T, quantised to pixels as glow sample writes them, then scored
+    exactly by the same model (its Polyak average), with the standard error over images."""
+    model = glow.Model.load(ckpt)
+    n = 1000
+    lines = ["| T | bits/dim of 1,000 samples | standard error |", "|---|---|---|"]
+    for t in TEMPERATURES:
+        x = model.sample(n, temperature=t, seed=1)
+        bpd = model.bits_per_dim(x)
+        se = bpd.std(ddof=1) / math.sqrt(n)
+        lines.append(f"| {t:g} | {bpd.mean():.4f} | {se:.4f} |")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def memory(glow_rows, torch_rows, out_png):
+    ours = {"rebuilt": {}, "stored": {}}
+    for line in open(glow_rows):
+        row = json.loads(line)
+        if row.get("config") == "mem-sweep":
+            ours[row["mode"]][row["depth"]] = row["peak_rss_mib"]
+    torch = {}
+    for line in open(torch_rows):
+        row = json.loads(line)
+        if row.get("metric") == "train_step_peak_rss_vs_K":
+            torch[row["model"]["K"]] = row["peak_rss_mib"]
+    ks = sorted(set(ours["rebuilt"]) | set(torch))
+    nan = float("nan")
+    series = {"glow-c (default: rebuilt)": [ours["rebuilt"].get(k, nan) for k in ks],
+              "glow-c (stored activations)": [ours["stored"].get(k, nan) for k in ks],
+              "PyTorch reference": [torch.get(k, nan) for k in ks]}
+    glow.plot(out_png, series, x=ks, title="peak training memory (MiB) against depth K")
+    print("| K | " + " | ".join(f"{name}, peak MiB" for name in series) + " |")
+    print("|---|" + "---|" * len(series))
+    for i, k in enumerate(ks):
+        print(f"| {k} | " + " | ".join(f"{v[i]:.0f}" for v in series.values()) + " |")
+
+
+def speed(rows):
+    print("| image | model | ms per sample | img/s | peak MiB |")
+    print("|---|---|---|---|---|")
+    shapes = {"face32": "L=3", "face64": "L=4", "face128": "L=5", "face256": "L=6"}
+    for line in open(rows):
+        row = json.loads(line)
+        if row.get("phase") == "sample" and row["config"] in shapes:
+            size = row["config"][4:]
+            print(f"| {size}x{size}x3 | {shapes[row['config']]} K=32 width 512 | "
+                  f"{row['ms_per_image']:.0f} | {row['img_per_s']:.2f} | {row['peak_rss_mib']:.0f} |")
+
+
+if __name__ == "__main__":
+    commands = {"ablation": ablation, "best": best, "temperature": temperature,
+                "memory": memory, "speed": speed}
+    if len(sys.argv) < 2 or sys.argv[1] not in commands:
+        sys.exit(__doc__)
+    commands[sys.argv[1]](*sys.argv[2:])
