@@ -77,10 +77,17 @@ temperature() {
 
 # 3. Peak training memory against depth: ours in both modes, the PyTorch reference's.
 memory() {
-    [ -f "$OUT/memory_glow.jsonl" ] || "$GLOW" bench --mem-sweep --config fmnist --json \
-        >"$OUT/memory_glow.jsonl"
-    [ -f "$OUT/memory_torch.jsonl" ] || $PY ../shared/reference/torch_bench.py --mem-sweep \
-        --sweep-K 4,8,16,32,64 >"$OUT/memory_torch.jsonl"
+    $PY -c "import torch" 2>/dev/null ||
+        { echo "reproduce.sh memory: needs PyTorch (apt-get install python3-torch)" >&2; exit 1; }
+    if [ ! -f "$OUT/memory_glow.jsonl" ]; then
+        "$GLOW" bench --mem-sweep --config fmnist --json >"$OUT/memory_glow.jsonl.tmp"
+        mv "$OUT/memory_glow.jsonl.tmp" "$OUT/memory_glow.jsonl"
+    fi
+    if [ ! -f "$OUT/memory_torch.jsonl" ]; then
+        $PY ../shared/reference/torch_bench.py --mem-sweep --sweep-K 4,8,16,32,64 \
+            >"$OUT/memory_torch.jsonl.tmp"
+        mv "$OUT/memory_torch.jsonl.tmp" "$OUT/memory_torch.jsonl"
+    fi
     $PY tools/results.py memory "$OUT/memory_glow.jsonl" "$OUT/memory_torch.jsonl" \
         "$FIG/memory.png" | tee "$OUT/memory.md"
 }

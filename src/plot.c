@@ -96,6 +96,17 @@ static void text(canvas *cv, int x, int y, const char *s, int scale, const uint8
                          y + r * scale + scale - 1, col);
     }
 }
+/* Pixels of the series (not background, grid, axes or text) in a box: where a legend would
+ * hide the data. */
+static long ink(const canvas *cv, int x0, int y0, int x1, int y1) {
+    long n = 0;
+    for (int y = y0 < 0 ? 0 : y0; y <= y1 && y < cv->h; y++)
+        for (int x = x0 < 0 ? 0 : x0; x <= x1 && x < cv->w; x++) {
+            const uint8_t *p = cv->rgb + ((size_t)y * cv->w + x) * 3;
+            n += !(p[0] == p[1] && p[1] == p[2]); /* the series' colours are not grey */
+        }
+    return n;
+}
 /* A 2-pixel-wide line from (x0,y0) to (x1,y1), stepping along the longer axis. */
 static void line(canvas *cv, double x0, double y0, double x1, double y1, const uint8_t col[3]) {
     double dx = x1 - x0, dy = y1 - y0;
@@ -170,7 +181,8 @@ int glow_plot_write(const char *path, const char *title, const double *x,
     if (!cv.rgb) return glow_fail(GLOW_ENOMEM, "%s: out of memory", path);
     memset(cv.rgb, 255, (size_t)width * height * 3);
     int ts = width >= 800 ? 2 : 1; /* tick and legend text scale */
-    int hs = width >= 400 ? ts + 1 : 1; /* title scale */
+    int hs = width >= 400 ? ts + 1 : 1; /* title scale, smaller until the title fits */
+    while (hs > 1 && title && text_width(title, hs) > width - 8) hs--;
 
     double xlo = INFINITY, xhi = -INFINITY, ylo = INFINITY, yhi = -INFINITY;
     if (x) finite_range(x, n_points, &xlo, &xhi);
@@ -270,7 +282,15 @@ int glow_plot_write(const char *path, const char *title, const double *x,
             lw = lw > text_width(l, ts) ? lw : text_width(l, ts);
         }
         int bw = lw + 26 * ts + 12, bh = n_series * lh + 8;
-        int bx = right - bw - 6, by = top + 6;
+        /* In the corner that hides the fewest points: top right, unless the data is there. */
+        int xs[2] = {right - bw - 6, left + 6}, ys_[2] = {top + 6, bottom - bh - 6};
+        int bx = xs[0], by = ys_[0];
+        long least = -1;
+        for (int corner = 0; corner < 4; corner++) {
+            int cx = xs[corner & 1], cy = ys_[corner >> 1];
+            long n = ink(&cv, cx, cy, cx + bw, cy + bh);
+            if (least < 0 || n < least) least = n, bx = cx, by = cy;
+        }
         if (bx < left + 2) bx = left + 2;
         fill(&cv, bx, by, bx + bw, by + bh, white);
         fill(&cv, bx, by, bx + bw, by, mid), fill(&cv, bx, by + bh, bx + bw, by + bh, mid);

@@ -390,6 +390,25 @@ TEST(plot_write) {
           bottom_row, h);
     free(px);
     a[30] = 8.0 * exp(-30 / 10.0) + 1.2;
+    /* The legend goes where it hides no data: a line rising to the top right keeps all its
+     * pixels with a legend (whose swatch adds some) as without one. */
+    for (int i = 0; i < N; i++) a[i] = i;
+    const double *rising[1] = {a};
+    const char *rising_label[1] = {"rising to the top right"};
+    int counts[2];
+    for (int with = 0; with < 2; with++) {
+        tmp_path(path, sizeof path, "rising.png");
+        REQUIRE_OK(glow_plot_write(path, "a title far too long for the width of this small plot",
+                                   x, rising, with ? rising_label : NULL, 1, N, 640, 400));
+        REQUIRE_OK(glow_image_read(path, &px, &h, &w, &c));
+        counts[with] = 0;
+        for (int i = 0; i < h * w; i++)
+            counts[with] += px[3 * i] == 31 && px[3 * i + 1] == 119 && px[3 * i + 2] == 180;
+        free(px);
+    }
+    CHECK(counts[1] >= counts[0], "the legend hides the line: %d series pixels, %d without it",
+          counts[1], counts[0]);
+    for (int i = 0; i < N; i++) a[i] = 8.0 * exp(-i / 10.0) + 1.2;
     /* One point, no x, no labels; a constant series. */
     double one = 3.0;
     const double *ys1[1] = {&one};
