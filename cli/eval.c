@@ -67,12 +67,12 @@ int cmd_eval(int argc, char **argv) {
     for (int i = 0; i < count; i++) var += (bpd[i] - mean) * (bpd[i] - mean);
     double se = count > 1 ? sqrt(var / (count - 1) / count) : 0, dt = now_seconds() - t0;
     if (!isfinite(mean)) return cli_error("%s: bits/dim is not finite on %s", co.checkpoint, co.data);
-    if (cli_rank() != 0) {} /* every process has every figure: rank 0 reports */
-    else if (o.json)
+    int report = cli_rank() == 0; /* every process has every figure: rank 0 reports */
+    if (report && o.json)
         printf("{\"checkpoint\":\"%s\",\"split\":\"%s\",\"n\":%d,\"bpd\":%.6f,\"bpd_se\":%.6f,"
                "\"weights\":\"%s\",\"seconds\":%.2f}\n", co.checkpoint, co.split, count, mean, se,
                co.raw ? "raw" : "average", dt);
-    else
+    else if (report)
         printf("%s bits/dim: %.4f +- %.4f (standard error, %d images, %s weights, %.1f s)\n",
                co.split, mean, se, count, co.raw ? "raw" : "averaged", dt);
     free(bpd);
