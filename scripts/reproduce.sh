@@ -64,7 +64,11 @@ ablation_figures() {
     $PY tools/results.py ablation "$OUT/ablation" | tee "$OUT/ablation.md"
 }
 
-best_checkpoint() { echo "$($PY tools/results.py best "$OUT/ablation")/checkpoint.glow"; }
+# The ablation's best run; without the runs, the kept average of the last one's best.
+best_checkpoint() {
+    if [ -d "$OUT/ablation" ]; then echo "$($PY tools/results.py best "$OUT/ablation")/checkpoint.glow"
+    else echo docs/results/best.glow; fi
+}
 
 # 2. Samples of the best model at eight temperatures, and the bits/dim of its own samples.
 temperature() {
