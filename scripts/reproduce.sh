@@ -18,7 +18,7 @@ OUT=${OUT:-runs/reproduce}
 GLOW=${GLOW:-./glow}
 STEPS=${STEPS:-3000}
 [ -x "$GLOW" ] || make -j2 glow
-make -s -j2 build/libglow.so build/test_f32 # the Python module's library; the latent check
+make -s -j2 build/libglow.so # the Python module's library
 FIG=docs/figures/results
 mkdir -p "$OUT" "$FIG"
 PY=/usr/bin/python3
@@ -39,13 +39,19 @@ train_and_eval() { # DIR OPTIONS...
 }
 
 # 1. The ablation: reverse, shuffle and the 1x1 convolution (plain and LU), each with
-# additive and affine coupling; 28x28, L=2, K=8, width 128, seed 1 (SEEDS="1 2 3" for more).
+# additive and affine coupling; 28x28, L=2, K=8, width 128, seed 1. SEEDS="2 3" runs more
+# seeds, VARIANTS="affine-invconv additive-reverse ..." only those variants, THREADS=1 one
+# thread a run (two runs side by side use 2 cores better than one run on both).
 ablation() {
+    local threads=()
+    [ -z "${THREADS:-}" ] || threads=(--threads "$THREADS")
     for seed in ${SEEDS:-1}; do
         for coupling in additive affine; do
             for perm in reverse shuffle invconv invconv-lu; do
+                [ -z "${VARIANTS:-}" ] || [[ " $VARIANTS " == *" $coupling-$perm "* ]] || continue
                 train_and_eval "$OUT/ablation/$coupling-$perm-seed$seed" --levels 2 --depth 8 \
-                    --width 128 --coupling "$coupling" --permutation "$perm" --seed "$seed"
+                    --width 128 --coupling "$coupling" --permutation "$perm" --seed "$seed" \
+                    "${threads[@]}"
             done
         done
     done
@@ -96,12 +102,25 @@ memory() {
         "$FIG/memory.png" | tee "$OUT/memory.md"
 }
 
-# 4. Latent space of the best model: the manipulation table, 3 strips, 3 interpolations.
+# 4. Latent space of the best model: the invertibility audit, the manipulation table (test
+# images of class a moved toward class b, alpha 0..1.5), its 3 strips, 3 interpolations.
 latent() {
-    local ck
+    local ck dir=$OUT/latent
     ck=$(best_checkpoint)
-    scripts/latent_figures.sh "$ck" "$OUT/latent"
-    cp "$OUT/latent/"{boot_to_sneaker,pullover_to_coat,trouser_to_dress}.png "$FIG/"
+    mkdir -p "$dir"
+    "$GLOW" check --checkpoint "$ck" >"$dir/check.txt" ||
+        echo "reproduce.sh latent: glow check: not every test image inverts ($dir/check.txt)"
+    cat "$dir/check.txt"
+    "$GLOW" attributes --checkpoint "$ck" --split train --n 20000 --out "$dir/directions.npz"
+    $PY tools/results.py manipulation "$ck" "$dir/directions.npz" "$OUT/manipulation.md"
+    # The table's pairs, each on the first test image of class a (19, 8 and 1).
+    local alphas=0,0.25,0.5,0.75,1,1.25,1.5
+    "$GLOW" manipulate 19 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Trouser \
+        --minus T-shirt/top --alpha $alphas --out "$FIG/tshirt_to_trouser.png"
+    "$GLOW" manipulate 8 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Sneaker \
+        --minus Sandal --alpha $alphas --out "$FIG/sandal_to_sneaker.png"
+    "$GLOW" manipulate 1 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Bag \
+        --minus Pullover --alpha $alphas --out "$FIG/pullover_to_bag.png"
     # Test images 0-5: ankle boot, pullover, trouser, trouser, shirt, trouser.
     "$GLOW" interpolate 0 1 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_boot_pullover.png"
     "$GLOW" interpolate 2 4 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_trouser_shirt.png"

@@ -6,6 +6,7 @@
     results.py temperature CKPT OUT.md    bits/dim of the model's own samples at each temperature
     results.py memory GLOW.jsonl TORCH.jsonl OUT.png   peak training memory against depth
     results.py speed BENCH.jsonl          sampling latency per image against image size
+    results.py manipulation CKPT DIRECTIONS.npz OUT.md   class a moved toward class b, alpha 0..1.5
 
 Uses the Python module (python/glow) over build/libglow.so, and NumPy.
 """
@@ -20,6 +21,10 @@ import glow  # noqa: E402
 
 PERMUTATIONS = ["reverse", "shuffle", "invconv", "invconv-lu"]
 TEMPERATURES = [0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+FASHION = "/usr/share/datasets/fashion-mnist"
+# The pairs of tests/test_latent.c: T-shirt/top -> Trouser, Sandal -> Sneaker, Pullover -> Bag.
+PAIRS = [(0, 1), (5, 7), (2, 8)]
+ALPHAS = [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 
 
 def runs(folder):
@@ -101,20 +106,60 @@ def memory(glow_rows, torch_rows, out_png):
 
 
 def speed(rows):
-    print("| image | model | ms per sample | img/s | peak MiB |")
-    print("|---|---|---|---|---|")
+    """Latency per sample; its convolution work (GFLOP/s x seconds) and the share of the
+    GEMM peak that the same bench run measured."""
+    print("| image | model | ms per sample | GFLOP per sample | share of the GEMM peak | peak MiB |")
+    print("|---|---|---|---|---|---|")
     shapes = {"face32": "L=3", "face64": "L=4", "face128": "L=5", "face256": "L=6"}
     for line in open(rows):
         row = json.loads(line)
         if row.get("phase") == "sample" and row["config"] in shapes:
             size = row["config"][4:]
+            work = row["gflops"] * row["ms_per_image"] / 1000
+            share = row["gflops"] / row["blas_peak_gflops"]
             print(f"| {size}x{size}x3 | {shapes[row['config']]} K=32 width 512 | "
-                  f"{row['ms_per_image']:.0f} | {row['img_per_s']:.2f} | {row['peak_rss_mib']:.0f} |")
+                  f"{row['ms_per_image']:.0f} | {work:.1f} | {share:.0%} of "
+                  f"{row['blas_peak_gflops']:.0f} GFLOP/s | {row['peak_rss_mib']:.0f} |")
+
+
+def manipulation(ckpt, directions, out):
+    """The first 200 test images of class a, moved along direction(b) - direction(a) (the
+    one-vs-rest mean-latent differences of `glow attributes`) by alpha and decoded; each is
+    classified by the nearest class mean of the training pixels, as tests/test_latent.c
+    does: the share predicted b, and the mean P(b) of that test's softmax over distances."""
+    import numpy as np
+    model = glow.Model.load(ckpt)
+    train_x, train_y = glow.load_dataset(FASHION, "train")
+    test_x, test_y = glow.load_dataset(FASHION, "test")
+    flat = train_x.reshape(len(train_x), -1).astype(np.float64)
+    means = np.stack([flat[train_y == k].mean(0) for k in range(10)])
+    d = np.load(directions)
+    names, dirs = [str(n) for n in d["names"]], d["directions"]
+
+    def classify(px):
+        dist = ((px.reshape(len(px), 1, -1).astype(np.float64) - means) ** 2).sum(2) / 2e5
+        p = np.exp(dist.min(1, keepdims=True) - dist)
+        return dist.argmin(1), p / p.sum(1, keepdims=True)
+
+    head = " | ".join(f"alpha {a:g}" for a in ALPHAS)
+    lines = [f"| a -> b | {head} |", "|---|" + "---|" * len(ALPHAS)]
+    for a, b in PAIRS:
+        x = test_x[test_y == a][:200]
+        z = model.encode(x)
+        cells = []
+        for alpha in ALPHAS:
+            moved = model.decode(z + np.float32(alpha) * (dirs[b] - dirs[a]))
+            pred, p = classify(moved)
+            cells.append(f"{(pred == b).mean():.2f} ({p[:, b].mean():.2f})")
+        lines.append(f"| {names[a]} -> {names[b]} | " + " | ".join(cells) + " |")
+    with open(out, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 if __name__ == "__main__":
     commands = {"ablation": ablation, "best": best, "temperature": temperature,
-                "memory": memory, "speed": speed}
+                "memory": memory, "speed": speed, "manipulation": manipulation}
     if len(sys.argv) < 2 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](*sys.argv[2:])
