@@ -134,11 +134,12 @@ int cmd_manipulate(int argc, char **argv) {
         "  --data PATH         data set for an index (default " DEFAULT_DATA ")\n"
         "  --split S           train | test (default test)\n"
         "  --out FILE          the strip (default manipulation.png)\n"
+        "  --zoom N            draw each pixel as an N x N square (default 1)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
     static const struct option opts[] = {
         OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_OUT, OPTION_RAW, OPTION_THREADS,
-        OPTION_HELP, {"directions", 1, 0, O_DIRECTIONS}, {"attribute", 1, 0, O_ATTRIBUTE},
+        OPTION_ZOOM, OPTION_HELP, {"directions", 1, 0, O_DIRECTIONS}, {"attribute", 1, 0, O_ATTRIBUTE},
         {"minus", 1, 0, O_MINUS}, {"alpha", 1, 0, O_ALPHA}, {0, 0, 0, 0}};
     common_opts co = {.data = DEFAULT_DATA, .split = "test", .out = "manipulation.png"};
     manipulate_opts o = {.directions = "directions.npz", .alphas = {-1, -0.5, 0, 0.5, 1}, .n_alphas = 5};
@@ -184,9 +185,7 @@ int cmd_manipulate(int argc, char **argv) {
     glow_latent_shift(strip, z, dir, alphas, n_alphas, d);
     if (decode_latents(ctx, m, strip, labels, n_alphas, n_alphas, strip, NULL)) return EXIT_USER;
     glow_postprocess(px, strip, n_alphas, d, cfg->n_bits);
-    if (make_dirs(out, 0) ||
-        glow_grid_write(out, px, n_alphas, cfg->image_h, cfg->image_w, cfg->image_c, n_alphas, 2) != GLOW_OK)
-        return cli_error("%s", glow_last_error());
+    if (make_dirs(out, 0) || write_grid(out, px, n_alphas, cfg, n_alphas, co.zoom)) return EXIT_USER;
     printf("wrote %s: %s along '%s'%s%s at alpha", out, argv[optind], attribute,
            minus ? " minus " : "", minus ? minus : "");
     for (int s = 0; s < n_alphas; s++) printf("%s%g", s ? "," : " ", alphas[s]);

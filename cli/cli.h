@@ -22,7 +22,7 @@ extern const char *cli_command; /* "train", "eval", ... for messages */
 /* Options shared by several commands: one spelling and one meaning everywhere. A command
  * lists the ones it takes in its option table with these macros. */
 enum { OPT_CHECKPOINT = 1000, OPT_DATA, OPT_SPLIT, OPT_N, OPT_BATCH, OPT_RAW, OPT_THREADS,
-       OPT_OUT, OPT_MATMUL, OPT_HELP };
+       OPT_OUT, OPT_MATMUL, OPT_ZOOM, OPT_HELP };
 #define OPTION_CHECKPOINT {"checkpoint", required_argument, 0, OPT_CHECKPOINT}
 #define OPTION_DATA {"data", required_argument, 0, OPT_DATA}
 #define OPTION_SPLIT {"split", required_argument, 0, OPT_SPLIT}
@@ -32,11 +32,12 @@ enum { OPT_CHECKPOINT = 1000, OPT_DATA, OPT_SPLIT, OPT_N, OPT_BATCH, OPT_RAW, OP
 #define OPTION_THREADS {"threads", required_argument, 0, OPT_THREADS}
 #define OPTION_OUT {"out", required_argument, 0, OPT_OUT}
 #define OPTION_MATMUL {"matmul", required_argument, 0, OPT_MATMUL}
+#define OPTION_ZOOM {"zoom", required_argument, 0, OPT_ZOOM}
 #define OPTION_HELP {"help", no_argument, 0, OPT_HELP}
 
 typedef struct common_opts {
     const char *checkpoint, *data, *split, *out, *matmul;
-    int n, batch, raw, threads;
+    int n, batch, raw, threads, zoom; /* zoom: 0 means 1 */
 } common_opts;
 
 /* Many processes (cli/mpi.c): under mpirun, the processes of one job; otherwise rank 0
@@ -107,9 +108,13 @@ int load_data(glow_dataset *ds, const char *path, const char *split, int image_s
 int check_data_fits(const glow_dataset *ds, const glow_config *cfg, const char *path);
 
 
-/* Write a grid of model outputs x (n, D) as a PNG. */
+/* Write n images px (n, D) of the model's shape as a PNG grid of `cols` columns, each pixel
+ * drawn as a zoom x zoom square (28x28 images are hard to see at 1). */
+int write_grid(const char *path, const uint8_t *px, int n, const glow_config *cfg, int cols,
+               int zoom);
+/* write_grid of model outputs x (n, D). */
 int write_sample_grid(const char *path, const glow_real *x, int n, const glow_config *cfg,
-                      int cols);
+                      int cols, int zoom);
 
 /* mkdir -p for the directory part of a path (or the path itself if dir is set). */
 int make_dirs(const char *path, int is_dir);

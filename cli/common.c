@@ -124,6 +124,7 @@ int parse_command_line(int argc, char **argv, const struct option *opts, const c
         case OPT_RAW: co->raw = 1; break;
         case OPT_THREADS: rc = parse_int("--threads", optarg, 1, 4096, &co->threads) ? EXIT_USAGE : 0; break;
         case OPT_MATMUL: rc = check_matmul_option(optarg); co->matmul = optarg; break;
+        case OPT_ZOOM: rc = parse_int("--zoom", optarg, 1, 16, &co->zoom) ? EXIT_USAGE : 0; break;
         case ':': return cli_usage_error("option '%s' needs a value", argv[optind - 1]);
         case '?': return cli_usage_error("unknown option '%s'", argv[optind - 1]);
         default: rc = own ? own(ctx, c, optarg) : cli_usage_error("unknown option");
@@ -174,15 +175,39 @@ int check_data_fits(const glow_dataset *ds, const glow_config *cfg, const char *
     return 0;
 }
 
+int write_grid(const char *path, const uint8_t *px, int n, const glow_config *cfg, int cols,
+               int zoom) {
+    int h = cfg->image_h, w = cfg->image_w, c = cfg->image_c;
+    zoom = zoom < 1 ? 1 : zoom;
+    uint8_t *big = NULL;
+    if (zoom > 1) {
+        size_t H = (size_t)h * zoom, W = (size_t)w * zoom, rows = (n + cols - 1) / cols;
+        /* Bounds (glow_grid_make's on a side; 256 MiB of pixels) checked before the copy. */
+        if (rows * H > 1 << 16 || (size_t)cols * W > 1 << 16 || n * H * W * c > 1 << 28)
+            return cli_error("%s: a grid of %zux%zu pixels at --zoom %d is too large", path,
+                             rows * H, cols * W, zoom);
+        if (!(big = malloc((size_t)n * H * W * c))) return cli_error("%s: out of memory", path);
+        for (int k = 0; k < n; k++)
+            for (size_t y = 0; y < H; y++)
+                for (size_t x = 0; x < W; x++)
+                    memcpy(big + (((size_t)k * H + y) * W + x) * c,
+                           px + (((size_t)k * h + y / zoom) * w + x / zoom) * c, c);
+        px = big, h *= zoom, w *= zoom;
+    }
+    int rc = glow_grid_write(path, px, n, h, w, c, cols, 2);
+    free(big);
+    return rc == GLOW_OK ? 0 : cli_error("%s", glow_last_error());
+}
+
 int write_sample_grid(const char *path, const glow_real *x, int n, const glow_config *cfg,
-                      int cols) {
+                      int cols, int zoom) {
     size_t d = (size_t)cfg->image_h * cfg->image_w * cfg->image_c;
     uint8_t *px = malloc(n * d);
     if (!px) return cli_error("out of memory");
     glow_postprocess(px, x, n, d, cfg->n_bits);
-    int rc = glow_grid_write(path, px, n, cfg->image_h, cfg->image_w, cfg->image_c, cols, 2);
+    int rc = write_grid(path, px, n, cfg, cols, zoom);
     free(px);
-    return rc == GLOW_OK ? 0 : cli_error("%s", glow_last_error());
+    return rc;
 }
 
 int make_dirs(const char *path, int is_dir) {

@@ -215,12 +215,13 @@ int cmd_decode(int argc, char **argv) {
         "  --latents Z.npy     float32 (N, D)\n"
         "  --out DIR           one PNG per image\n"
         "  --grid FILE         one PNG grid instead\n"
+        "  --zoom N            draw each pixel as an N x N square in the grid (default 1)\n"
         "  --batch B           latents per pass (default 256)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
     static const struct option opts[] = {
-        OPTION_CHECKPOINT, OPTION_OUT, OPTION_BATCH, OPTION_RAW, OPTION_THREADS, OPTION_HELP,
-        {"latents", 1, 0, O_LATENTS}, {"grid", 1, 0, O_GRID}, {0, 0, 0, 0}};
+        OPTION_CHECKPOINT, OPTION_OUT, OPTION_BATCH, OPTION_RAW, OPTION_THREADS, OPTION_ZOOM,
+        OPTION_HELP, {"latents", 1, 0, O_LATENTS}, {"grid", 1, 0, O_GRID}, {0, 0, 0, 0}};
     common_opts co = {.batch = 256};
     decode_opts o = {0};
     int rc = parse_command_line(argc, argv, opts, help, &co, decode_option, &o);
@@ -246,9 +247,7 @@ int cmd_decode(int argc, char **argv) {
     glow_postprocess(px, x, n, d, cfg->n_bits);
     if (grid) {
         if (make_dirs(grid, 0)) return EXIT_USER;
-        if (glow_grid_write(grid, px, n, cfg->image_h, cfg->image_w, cfg->image_c,
-                            (int)ceil(sqrt(n)), 2) != GLOW_OK)
-            return cli_error("%s", glow_last_error());
+        if (write_grid(grid, px, n, cfg, (int)ceil(sqrt(n)), co.zoom)) return EXIT_USER;
         printf("wrote %s: %d images\n", grid, n);
     } else {
         if (make_dirs(out, 1)) return EXIT_USER;
@@ -282,11 +281,12 @@ int cmd_interpolate(int argc, char **argv) {
         "  --data PATH         data set for indices (default " DEFAULT_DATA ")\n"
         "  --split S           train | test (default test)\n"
         "  --out FILE          the strip (default interpolation.png)\n"
+        "  --zoom N            draw each pixel as an N x N square (default 1)\n"
         "  --raw               the raw weights instead of the Polyak average\n"
         "  --threads T         threads (default: all cores)\n";
     static const struct option opts[] = {
         OPTION_CHECKPOINT, OPTION_DATA, OPTION_SPLIT, OPTION_OUT, OPTION_RAW, OPTION_THREADS,
-        OPTION_HELP, {"steps", 1, 0, O_STEPS}, {0, 0, 0, 0}};
+        OPTION_ZOOM, OPTION_HELP, {"steps", 1, 0, O_STEPS}, {0, 0, 0, 0}};
     common_opts co = {.data = DEFAULT_DATA, .split = "test", .out = "interpolation.png"};
     int steps = 8;
     int rc = parse_command_line(argc, argv, opts, help, &co, steps_option, &steps);
@@ -310,9 +310,7 @@ int cmd_interpolate(int argc, char **argv) {
     for (int s = 0; s < steps; s++) labels[s] = in.labels[s * 2 < steps ? 0 : 1];
     if (decode_latents(ctx, m, line, labels, steps, steps, line, NULL)) return EXIT_USER;
     glow_postprocess(px, line, steps, d, cfg->n_bits);
-    if (make_dirs(out, 0) ||
-        glow_grid_write(out, px, steps, cfg->image_h, cfg->image_w, cfg->image_c, steps, 2) != GLOW_OK)
-        return cli_error("%s", glow_last_error());
+    if (make_dirs(out, 0) || write_grid(out, px, steps, cfg, steps, co.zoom)) return EXIT_USER;
     printf("wrote %s: %d steps from %s to %s\n", out, steps, argv[optind], argv[optind + 1]);
     free(z), free(line), free(px), free(labels);
     free_inputs(&in);

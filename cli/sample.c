@@ -14,6 +14,7 @@ static const char *help =
     "  --seed S            noise seed (default 0)\n"
     "  --label Y           class for a class-conditional model (default 0)\n"
     "  --out FILE          the PNG (default samples.png)\n"
+    "  --zoom N            draw each pixel as an N x N square (default 1)\n"
     "  --raw               the raw weights instead of the Polyak average\n"
     "  --threads T         threads (default: all cores)\n"
     "  --matmul fp32|bf16x3 the networks' matrix products in float, or on AMX (bf16x3: about\n"
@@ -39,7 +40,8 @@ static int own_option(void *ctx, int c, const char *arg) {
 
 int cmd_sample(int argc, char **argv) {
     static const struct option opts[] = {
-        OPTION_CHECKPOINT, OPTION_N, OPTION_OUT, OPTION_RAW, OPTION_THREADS, OPTION_MATMUL, OPTION_HELP,
+        OPTION_CHECKPOINT, OPTION_N, OPTION_OUT, OPTION_RAW, OPTION_THREADS, OPTION_MATMUL, OPTION_ZOOM,
+        OPTION_HELP,
         {"temperature", 1, 0, O_TEMPERATURE}, {"seed", 1, 0, O_SEED}, {"label", 1, 0, O_LABEL},
         {0, 0, 0, 0}};
     common_opts co = {.n = 64, .out = "samples.png"};
@@ -64,7 +66,7 @@ int cmd_sample(int argc, char **argv) {
         if (glow_model_sample(ctx, m, labels, n, o.temps[t], (uint64_t)o.seed, x + (size_t)t * n * d) != GLOW_OK)
             return cli_error("%s", glow_last_error());
     int cols = o.n_temps == 1 ? (int)ceil(sqrt(n)) : n;
-    if (make_dirs(co.out, 0) || write_sample_grid(co.out, x, n * o.n_temps, cfg, cols)) return EXIT_USER;
+    if (make_dirs(co.out, 0) || write_sample_grid(co.out, x, n * o.n_temps, cfg, cols, co.zoom)) return EXIT_USER;
     printf("wrote %s: %d samples at temperature%s", co.out, n * o.n_temps, o.n_temps > 1 ? "s" : "");
     for (int t = 0; t < o.n_temps; t++) printf("%s%g", t ? "," : " ", o.temps[t]);
     printf("\n");

@@ -70,7 +70,7 @@ ablation_figures() {
     $PY tools/results.py ablation "$OUT/ablation" | tee "$OUT/ablation.md"
 }
 
-# The ablation's best run; without the runs, the kept average of the last one's best.
+# The ablation's best run of seed 1; without the runs, its average kept in docs/results/best.glow.
 best_checkpoint() {
     if [ -d "$OUT/ablation" ]; then echo "$($PY tools/results.py best "$OUT/ablation")/checkpoint.glow"
     else echo docs/results/best.glow; fi
@@ -81,7 +81,7 @@ temperature() {
     local ck
     ck=$(best_checkpoint)
     "$GLOW" sample --checkpoint "$ck" --temperature 0,0.25,0.5,0.6,0.7,0.8,0.9,1.0 --n 10 \
-        --out "$FIG/temperatures.png"
+        --zoom 2 --out "$FIG/temperatures.png"
     $PY tools/results.py temperature "$ck" "$OUT/temperature.md"
 }
 
@@ -116,15 +116,15 @@ latent() {
     # The table's pairs, each on the first test image of class a (19, 8 and 1).
     local alphas=0,0.25,0.5,0.75,1,1.25,1.5
     "$GLOW" manipulate 19 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Trouser \
-        --minus T-shirt/top --alpha $alphas --out "$FIG/tshirt_to_trouser.png"
+        --minus T-shirt/top --alpha $alphas --zoom 3 --out "$FIG/tshirt_to_trouser.png"
     "$GLOW" manipulate 8 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Sneaker \
-        --minus Sandal --alpha $alphas --out "$FIG/sandal_to_sneaker.png"
+        --minus Sandal --alpha $alphas --zoom 3 --out "$FIG/sandal_to_sneaker.png"
     "$GLOW" manipulate 1 --checkpoint "$ck" --directions "$dir/directions.npz" --attribute Bag \
-        --minus Pullover --alpha $alphas --out "$FIG/pullover_to_bag.png"
+        --minus Pullover --alpha $alphas --zoom 3 --out "$FIG/pullover_to_bag.png"
     # Test images 0-5: ankle boot, pullover, trouser, trouser, shirt, trouser.
-    "$GLOW" interpolate 0 1 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_boot_pullover.png"
-    "$GLOW" interpolate 2 4 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_trouser_shirt.png"
-    "$GLOW" interpolate 1 4 --checkpoint "$ck" --steps 8 --out "$FIG/interpolate_pullover_shirt.png"
+    "$GLOW" interpolate 0 1 --checkpoint "$ck" --steps 8 --zoom 3 --out "$FIG/interpolate_boot_pullover.png"
+    "$GLOW" interpolate 2 4 --checkpoint "$ck" --steps 8 --zoom 3 --out "$FIG/interpolate_trouser_shirt.png"
+    "$GLOW" interpolate 1 4 --checkpoint "$ck" --steps 8 --zoom 3 --out "$FIG/interpolate_pullover_shirt.png"
 }
 
 # 5. Sampling latency per image against image size (random weights: speed only).

@@ -183,7 +183,23 @@ TEST(cli_eval_and_sample) {
     int h = 0, w = 0, ch = 0;
     CHECK(glow_image_read(png, &img, &h, &w, &ch) == GLOW_OK && h == 2 * 28 + 2 && w == 4 * 28 + 3 * 2,
           "grid %dx%d: %s", h, w, glow_last_error());
-    free(img);
+    /* --zoom 3: each image's pixel (y, x) is the unzoomed one's (y / 3, x / 3). */
+    const char *big = tmp_path("s3.png");
+    CHECK(test_run("./glow sample --checkpoint %s --n 4 --temperature 0.5,1 --zoom 3 --out %s", c,
+                   big) == 0, "sample --zoom: %s", test_output());
+    uint8_t *img3 = NULL;
+    int h3 = 0, w3 = 0, c3 = 0, bad = 0;
+    CHECK(glow_image_read(big, &img3, &h3, &w3, &c3) == GLOW_OK && h3 == 2 * 84 + 2 &&
+          w3 == 4 * 84 + 3 * 2, "zoomed grid %dx%d: %s", h3, w3, glow_last_error());
+    if (img && img3 && h3 == 2 * 84 + 2 && w3 == 4 * 84 + 3 * 2)
+        for (int y = 0; y < h3; y++)
+            for (int x = 0; x < w3; x++) {
+                int ky = y / 86, kx = x / 86, iy = y % 86, ix = x % 86; /* cell and offset */
+                if (iy >= 84 || ix >= 84) continue;                        /* the padding */
+                bad += img3[y * w3 + x] != img[(ky * 30 + iy / 3) * w + kx * 30 + ix / 3];
+            }
+    CHECK(bad == 0, "--zoom 3: %d pixels are not their unzoomed pixel", bad);
+    free(img), free(img3);
 }
 
 /* glow bench runs each phase in a child process: it must come back (a forked child cannot
