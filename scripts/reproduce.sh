@@ -4,14 +4,17 @@
 #   scripts/reproduce.sh [PART...]      parts: ablation, temperature, memory, latent, speed
 #                                       (default: all, in that order)
 #
-# Every run is resumable: a part that is done is skipped, and a run that was stopped
-# (Ctrl-C, the end of a session) continues exactly from its last checkpoint when the script
-# is run again. Outputs go to $OUT (default runs/reproduce); GLOW names the binary (default
+# Every run is resumable: a finished training run (and the memory sweep) is skipped, a
+# stopped one (Ctrl-C, the end of a session) continues exactly from its last checkpoint when
+# the script is run again; the other parts take minutes and are redone. Two seeds side by
+# side: SEEDS=2 THREADS=1 scripts/reproduce.sh ablation & SEEDS=3 THREADS=1 ... ablation. Outputs go to $OUT (default runs/reproduce); GLOW names the binary (default
 # ./glow; point it at a copy so that a rebuild during a long run does not change it).
 # The pictures go to docs/figures/results/, the tables to $OUT/*.md (docs/RESULTS.md shows
-# both). Time on this machine's 2 cores: the ablation, 8 runs of 3,000 steps, about 10
-# minutes each; temperature 2 minutes; memory (with the PyTorch reference) about 10 minutes;
-# latent 2 minutes; speed about 10 minutes.
+# both). Time on this machine's 2 cores, measured: the ablation, 8 runs of 3,000 steps a
+# seed, 10 minutes a run one at a time, or 17 minutes a run two side by side with THREADS=1
+# (8.5 a run: 80 and 68 minutes a seed); temperature 2 minutes; memory (with the PyTorch
+# reference) 10 minutes; latent 1 minute; speed 1.5 minutes. All of it with the default
+# single seed: about 1 hour 35 minutes; with SEEDS="1 2 3", about 4 hours.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${OUT:-runs/reproduce}
