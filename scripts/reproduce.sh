@@ -71,6 +71,7 @@ ablation_figures() {
             --out "$FIG/ablation_$coupling.png"
     done
     $PY tools/results.py ablation "$OUT/ablation" | tee "$OUT/ablation.md"
+    $PY tools/results.py paired "$OUT/ablation" | tee "$OUT/paired.md"
 }
 
 # The ablation's best run of seed 1; without the runs, its average kept in docs/results/best.glow.
