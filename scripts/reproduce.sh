@@ -7,8 +7,9 @@
 # Every run is resumable: a finished training run (and the memory sweep) is skipped, a
 # stopped one (Ctrl-C, the end of a session) continues exactly from its last checkpoint when
 # the script is run again; the other parts take minutes and are redone. Two seeds side by
-# side: SEEDS=2 THREADS=1 scripts/reproduce.sh ablation & SEEDS=3 THREADS=1 ... ablation. Outputs go to $OUT (default runs/reproduce); GLOW names the binary (default
-# ./glow; point it at a copy so that a rebuild during a long run does not change it).
+# side: SEEDS=2 THREADS=1 scripts/reproduce.sh ablation & SEEDS=3 THREADS=1 ... ablation.
+# Outputs go to $OUT (default runs/reproduce); GLOW names the binary (default ./glow; point
+# it at a copy so that a rebuild during a long run does not change it).
 # The pictures go to docs/figures/results/, the tables to $OUT/*.md (docs/RESULTS.md shows
 # both). Time on this machine's 2 cores, measured: the ablation, 8 runs of 3,000 steps a
 # seed, 10 minutes a run one at a time, or 17 minutes a run two side by side with THREADS=1

@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """The tables and plots of docs/RESULTS.md from the outputs of scripts/reproduce.sh.
 
-    results.py ablation RUNS_DIR          markdown table of the runs' eval.json; prints the best run
-    results.py paired RUNS_DIR            each permutation against invconv on the same images and noise
+    results.py ablation RUNS_DIR          markdown tables of the runs' eval.json (per seed, and over seeds)
+    results.py paired RUNS_DIR            differences of two permutations within a seed, per test image
     results.py best RUNS_DIR              the best seed-1 run's folder (lowest test bits/dim)
     results.py temperature CKPT OUT.md    bits/dim of the model's own samples at each temperature
     results.py memory GLOW.jsonl TORCH.jsonl OUT.png   peak training memory against depth
@@ -24,7 +24,7 @@ PERMUTATIONS = ["reverse", "shuffle", "invconv", "invconv-lu"]
 TEMPERATURES = [0, 0.25, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 FASHION = "/usr/share/datasets/fashion-mnist"
 # The pairs of tests/test_latent.c: T-shirt/top -> Trouser, Sandal -> Sneaker, Pullover -> Bag.
-PAIRS = [(0, 1), (5, 7), (2, 8)]
+CLASS_PAIRS = [(0, 1), (5, 7), (2, 8)]
 ALPHAS = [0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5]
 
 
@@ -84,7 +84,6 @@ def paired(folder):
     10,000 test images with the same dequantisation noise (that of glow eval), and the
     standard error of that paired difference, which is far below either run's own: the
     noise of the test set alone, without that of training (the spread over seeds)."""
-    import numpy as np  # noqa: F401 (the module's arrays)
     x, _ = glow.load_dataset(FASHION, "test")
     r = runs(folder)
     per_image = {k: glow.Model.load(os.path.join(e["dir"], "checkpoint.glow")).bits_per_dim(x)
@@ -188,7 +187,7 @@ def manipulation(ckpt, directions, out):
 
     head = " | ".join(f"alpha {a:g}" for a in ALPHAS)
     lines = [f"| a -> b | {head} |", "|---|" + "---|" * len(ALPHAS)]
-    for a, b in PAIRS:
+    for a, b in CLASS_PAIRS:
         x = test_x[test_y == a][:200]
         z = model.encode(x)
         cells = []
