@@ -66,8 +66,11 @@ ablation_figures() {
     for coupling in additive affine; do
         local args=()
         for perm in reverse shuffle invconv invconv-lu; do
-            args+=("$OUT/ablation/$coupling-$perm-seed1=$perm")
+            [ -f "$OUT/ablation/$coupling-$perm-seed1/eval.json" ] &&
+                args+=("$OUT/ablation/$coupling-$perm-seed1=$perm")
         done
+        # The pictures are seed 1's: a run of other seeds alone leaves them as they are.
+        [ ${#args[@]} -eq 4 ] || { echo "not drawn: $FIG/ablation_$coupling.png (seed 1 not done)"; continue; }
         "$GLOW" plot "${args[@]}" --title "$coupling coupling: test bits/dim (2,000 images)" \
             --out "$FIG/ablation_$coupling.png"
     done
